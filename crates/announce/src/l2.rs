@@ -1,0 +1,1 @@
+//! (written by the issue that builds this module)

@@ -1,0 +1,3 @@
+//! (crate doc written by the issue that builds this crate)
+
+pub mod service;

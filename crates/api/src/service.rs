@@ -1,0 +1,1 @@
+//! Service → allocation request translation (written by the allocation issue).

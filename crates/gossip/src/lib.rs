@@ -1,0 +1,1 @@
+//! (crate doc written by the issue that builds this crate)

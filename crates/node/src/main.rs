@@ -1,0 +1,45 @@
+//! The `ironlb` binary: wiring only.
+//!
+//! Every subcommand lives in its own module under `cmd/` and exposes `Args` (clap) and
+//! `run(args) -> anyhow::Result<ExitCode>`. The logic lives in the library crates; this crate
+//! turns flags into calls and errors into exit codes. `anyhow` is used here and nowhere else.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// ironlb: a network load-balancer for bare-metal Kubernetes that speaks MetalLB's API.
+///
+/// The controller gives every `type: LoadBalancer` Service an IP from the configured pools; the
+/// speaker, on every node, makes the network deliver that IP to a node (layer 2: ARP/NDP;
+/// or BGP). The remaining commands are offline tools and test helpers.
+#[derive(Debug, Parser)]
+#[command(name = "ironlb", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    // Subcommands are added here, one line each, in alphabetical order.
+    /// Offline tools for a set of metallb.io manifests.
+    #[command(subcommand)]
+    Config(cmd::config::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Config(command) => cmd::config::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds ironlb on a fresh Debian 12 machine and runs its main job.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/ironlb-target}"
+cargo build --release --locked -p ironlb
+# Until `ironlb demo` exists (issue 11), the main job is the offline check of the examples.
+"$CARGO_TARGET_DIR/release/ironlb" config check examples/
