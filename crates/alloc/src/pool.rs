@@ -262,8 +262,16 @@ mod tests {
             want: Result<Vec<IpNet>, ()>,
         }
         let cases = [
-            Case { desc: "cidr", entry: "192.168.1.0/24", want: Ok(nets(&["192.168.1.0/24"])) },
-            Case { desc: "host bits masked", entry: "192.168.1.7/24", want: Ok(nets(&["192.168.1.0/24"])) },
+            Case {
+                desc: "cidr",
+                entry: "192.168.1.0/24",
+                want: Ok(nets(&["192.168.1.0/24"])),
+            },
+            Case {
+                desc: "host bits masked",
+                entry: "192.168.1.7/24",
+                want: Ok(nets(&["192.168.1.0/24"])),
+            },
             Case {
                 desc: "range summarised",
                 entry: "192.168.10.0-192.168.10.255",
@@ -272,16 +280,53 @@ mod tests {
             Case {
                 desc: "range with spaces",
                 entry: "10.0.0.1 - 10.0.0.6",
-                want: Ok(nets(&["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"])),
+                want: Ok(nets(&[
+                    "10.0.0.1/32",
+                    "10.0.0.2/31",
+                    "10.0.0.4/31",
+                    "10.0.0.6/32",
+                ])),
             },
-            Case { desc: "one address range", entry: "10.0.0.5-10.0.0.5", want: Ok(nets(&["10.0.0.5/32"])) },
-            Case { desc: "v6 range", entry: "fc00::-fc00::ff", want: Ok(nets(&["fc00::/120"])) },
-            Case { desc: "whole v4", entry: "0.0.0.0-255.255.255.255", want: Ok(nets(&["0.0.0.0/0"])) },
-            Case { desc: "whole v6", entry: "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", want: Ok(nets(&["::/0"])) },
-            Case { desc: "backwards", entry: "10.0.0.9-10.0.0.1", want: Err(()) },
-            Case { desc: "mixed families", entry: "10.0.0.1-fc00::1", want: Err(()) },
-            Case { desc: "bare address", entry: "10.0.0.1", want: Err(()) },
-            Case { desc: "garbage", entry: "hello", want: Err(()) },
+            Case {
+                desc: "one address range",
+                entry: "10.0.0.5-10.0.0.5",
+                want: Ok(nets(&["10.0.0.5/32"])),
+            },
+            Case {
+                desc: "v6 range",
+                entry: "fc00::-fc00::ff",
+                want: Ok(nets(&["fc00::/120"])),
+            },
+            Case {
+                desc: "whole v4",
+                entry: "0.0.0.0-255.255.255.255",
+                want: Ok(nets(&["0.0.0.0/0"])),
+            },
+            Case {
+                desc: "whole v6",
+                entry: "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                want: Ok(nets(&["::/0"])),
+            },
+            Case {
+                desc: "backwards",
+                entry: "10.0.0.9-10.0.0.1",
+                want: Err(()),
+            },
+            Case {
+                desc: "mixed families",
+                entry: "10.0.0.1-fc00::1",
+                want: Err(()),
+            },
+            Case {
+                desc: "bare address",
+                entry: "10.0.0.1",
+                want: Err(()),
+            },
+            Case {
+                desc: "garbage",
+                entry: "hello",
+                want: Err(()),
+            },
         ];
         for c in cases {
             let got = parse_address_entry(c.entry).map_err(|_| ());
@@ -297,7 +342,13 @@ mod tests {
             Err(PoolError::NoPrefixes)
         );
         assert!(matches!(
-            Pool::new(name, nets(&["10.0.0.0/24", "10.0.0.128/25"]), true, false, None),
+            Pool::new(
+                name,
+                nets(&["10.0.0.0/24", "10.0.0.128/25"]),
+                true,
+                false,
+                None
+            ),
             Err(PoolError::Overlap { .. })
         ));
     }

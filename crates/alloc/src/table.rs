@@ -1,0 +1,260 @@
+//! Compact per-service and per-key storage.
+//!
+//! Services live in a slab (`Vec` of slots, ids reused) with a hash index from name to id that
+//! stores only the 4-byte id: the name itself is stored once, in the slot. Nothing here is
+//! iterated in hash order; iteration goes through the slab and callers sort by name.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+
+use hashbrown::HashTable;
+
+use crate::request::{Port, ServiceKey};
+
+/// Index of a service in the slab.
+pub(crate) type ServiceId = u32;
+
+/// Index of an interned `(sharing key, backend key)`; [`NO_SHARING`] for services whose
+/// `allow-shared-ip` is empty.
+pub(crate) type KeyId = u32;
+
+/// The key id of a service that does not share.
+pub(crate) const NO_SHARING: KeyId = 0;
+
+/// One service's allocation.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    /// `namespace/name`.
+    pub(crate) name: Box<str>,
+    /// Index of the pool in the allocator's pool list.
+    pub(crate) pool: u32,
+    pub(crate) key: KeyId,
+    /// One or two addresses; the second slot is `None` for single-stack.
+    pub(crate) ips: [Option<IpAddr>; 2],
+    /// Sorted, deduplicated.
+    pub(crate) ports: Box<[Port]>,
+}
+
+impl Entry {
+    pub(crate) fn ip_list(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.ips.iter().flatten().copied()
+    }
+
+    pub(crate) fn service_key(&self) -> ServiceKey {
+        name_to_key(&self.name)
+    }
+}
+
+/// `namespace/name` back to a key (a namespace never contains `/`).
+pub(crate) fn name_to_key(name: &str) -> ServiceKey {
+    match name.split_once('/') {
+        Some((namespace, name)) => ServiceKey::new(namespace, name),
+        None => ServiceKey::new("", name),
+    }
+}
+
+/// The services, by id and by name.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServiceTable {
+    slots: Vec<Option<Entry>>,
+    vacant: Vec<ServiceId>,
+    index: HashTable<ServiceId>,
+    hasher: RandomState,
+    len: usize,
+}
+
+impl ServiceTable {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn find(&self, name: &str) -> Option<ServiceId> {
+        let hash = self.hasher.hash_one(name);
+        self.index
+            .find(hash, |&id| self.slot(id).name.as_ref() == name)
+            .copied()
+    }
+
+    pub(crate) fn get(&self, id: ServiceId) -> &Entry {
+        self.slot(id)
+    }
+
+    fn slot(&self, id: ServiceId) -> &Entry {
+        // Invariant: ids handed out by `insert` point at occupied slots until `remove`.
+        self.slots[id as usize]
+            .as_ref()
+            .expect("service id points at an occupied slot")
+    }
+
+    pub(crate) fn insert(&mut self, entry: Entry) -> ServiceId {
+        assert!(
+            self.find(&entry.name).is_none(),
+            "service {} inserted twice",
+            entry.name
+        );
+        let hash = self.hasher.hash_one(entry.name.as_ref());
+        let id = match self.vacant.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(entry);
+                id
+            }
+            None => {
+                let id = ServiceId::try_from(self.slots.len()).expect("fewer than 2^32 services");
+                self.slots.push(Some(entry));
+                id
+            }
+        };
+        let Self {
+            slots,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hash, id, |&other| {
+            let name = slots[other as usize]
+                .as_ref()
+                .map_or("", |e| e.name.as_ref());
+            hasher.hash_one(name)
+        });
+        self.len += 1;
+        id
+    }
+
+    pub(crate) fn remove(&mut self, id: ServiceId) -> Entry {
+        let hash = self.hasher.hash_one(self.slot(id).name.as_ref());
+        match self.index.find_entry(hash, |&other| other == id) {
+            Ok(found) => {
+                found.remove();
+            }
+            Err(_) => panic!("service id {id} missing from the name index"),
+        }
+        let entry = self.slots[id as usize]
+            .take()
+            .expect("service id points at an occupied slot");
+        self.vacant.push(id);
+        self.len -= 1;
+        entry
+    }
+
+    /// Every `(id, entry)`, in slab order (not a stable order: callers sort by name).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (ServiceId, &Entry)> {
+        self.slots.iter().enumerate().filter_map(|(id, slot)| {
+            slot.as_ref()
+                .map(|entry| (ServiceId::try_from(id).unwrap_or(ServiceId::MAX), entry))
+        })
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.slots.clear();
+        self.vacant.clear();
+        self.index.clear();
+        self.len = 0;
+    }
+}
+
+/// Interned `(sharing key, backend key)` pairs with reference counts.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Keys {
+    by_value: BTreeMap<(Box<str>, Box<str>), KeyId>,
+    /// Slot `id - 1` holds key `id`.
+    values: Vec<Option<KeyValue>>,
+    vacant: Vec<KeyId>,
+}
+
+#[derive(Clone, Debug)]
+struct KeyValue {
+    sharing: Box<str>,
+    backend: Box<str>,
+    holders: u64,
+}
+
+impl Keys {
+    /// The id of a pair, if some service holds it.
+    pub(crate) fn find(&self, sharing: &str, backend: &str) -> Option<KeyId> {
+        if sharing.is_empty() {
+            return Some(NO_SHARING);
+        }
+        // Allocation-free lookup would need a borrowed tuple type; keys are short.
+        self.by_value
+            .get(&(Box::from(sharing), Box::from(backend)))
+            .copied()
+    }
+
+    /// Takes a reference on a pair, interning it if new.
+    pub(crate) fn acquire(&mut self, sharing: &str, backend: &str) -> KeyId {
+        if sharing.is_empty() {
+            return NO_SHARING;
+        }
+        let value_key = (Box::from(sharing), Box::from(backend));
+        if let Some(&id) = self.by_value.get(&value_key) {
+            self.value_mut(id).holders += 1;
+            return id;
+        }
+        let value = KeyValue {
+            sharing: value_key.0.clone(),
+            backend: value_key.1.clone(),
+            holders: 1,
+        };
+        let id = match self.vacant.pop() {
+            Some(id) => {
+                self.values[(id - 1) as usize] = Some(value);
+                id
+            }
+            None => {
+                self.values.push(Some(value));
+                KeyId::try_from(self.values.len()).expect("fewer than 2^32 sharing keys")
+            }
+        };
+        self.by_value.insert(value_key, id);
+        id
+    }
+
+    /// Drops a reference taken by [`Keys::acquire`].
+    pub(crate) fn release(&mut self, id: KeyId) {
+        if id == NO_SHARING {
+            return;
+        }
+        let value = self.value_mut(id);
+        assert!(value.holders > 0, "sharing key {id} released too often");
+        value.holders -= 1;
+        if value.holders == 0 {
+            let value = self.values[(id - 1) as usize]
+                .take()
+                .expect("checked above");
+            self.by_value.remove(&(value.sharing, value.backend));
+            self.vacant.push(id);
+        }
+    }
+
+    /// `(sharing, backend)` of an id; empty strings for [`NO_SHARING`].
+    pub(crate) fn get(&self, id: KeyId) -> (&str, &str) {
+        if id == NO_SHARING {
+            return ("", "");
+        }
+        let value = self.values[(id - 1) as usize]
+            .as_ref()
+            .expect("key id points at a live key");
+        (&value.sharing, &value.backend)
+    }
+
+    fn value_mut(&mut self, id: KeyId) -> &mut KeyValue {
+        self.values[(id - 1) as usize]
+            .as_mut()
+            .expect("key id points at a live key")
+    }
+
+    /// How many services hold `id` (for invariant checks).
+    pub(crate) fn holders(&self, id: KeyId) -> u64 {
+        if id == NO_SHARING {
+            return 0;
+        }
+        self.values[(id - 1) as usize]
+            .as_ref()
+            .map_or(0, |value| value.holders)
+    }
+
+    pub(crate) fn live(&self) -> usize {
+        self.by_value.len()
+    }
+}
