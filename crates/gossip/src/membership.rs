@@ -1,0 +1,980 @@
+//! The sans-IO membership core: SWIM (foca) behind our own API, sealed datagrams, published state.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::num::{NonZeroU8, NonZeroUsize};
+use std::time::{Duration, Instant};
+
+use foca::{Foca, Member, OwnedNotification, PeriodicParams, Runtime, State, Timer};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{Config, ConfigError};
+use crate::identity::{FocaId, MemberId, NodeName};
+use crate::metrics::GossipMetrics;
+use crate::seal::{DropReason, Keyring, SealedTransport, OVERHEAD_BYTES, PROTOCOL_VERSION};
+use crate::state::{NodeState, SharedHandle, StateHandler, StateRecord};
+use crate::wire::{self, decode_frame, encode_item, Frame, Item, WireCodec, CLAIMS_MAX};
+
+/// Most datagrams sent in answer to one sync request.
+pub const SYNC_REPLY_DATAGRAMS_MAX: usize = 32;
+/// Most seeds kept.
+pub const SEEDS_MAX: usize = 1024;
+/// Most rounds of "run foca, derive events, push news" per input.
+const ROUNDS_MAX: usize = 4;
+
+/// An input to [`Membership::handle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A datagram arrived on the gossip socket.
+    Datagram {
+        /// UDP source.
+        from: SocketAddr,
+        /// The bytes as received.
+        bytes: Vec<u8>,
+    },
+    /// The deadline from [`Membership::poll_timeout`] passed.
+    Timeout,
+    /// Announce ourselves to these addresses now, and again every `rejoin_interval` while they are
+    /// not alive members (the speaker's list of speaker pod IPs).
+    Join(Vec<SocketAddr>),
+    /// Publish the service IPs this node announces.
+    SetClaims(BTreeSet<IpAddr>),
+    /// Publish the `leaving` flag (planned handover).
+    SetLeaving(bool),
+    /// Leave the cluster now; others see [`MemberEvent::Left`] within a round trip.
+    Leave,
+}
+
+/// An output, read with [`Membership::poll_action`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this sealed datagram.
+    Send {
+        /// Destination.
+        to: SocketAddr,
+        /// Sealed bytes, at most the MTU.
+        bytes: Vec<u8>,
+    },
+    /// Membership changed.
+    Event(MemberEvent),
+}
+
+/// A membership change, always about one life ([`MemberId`]) of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberEvent {
+    /// A life joined (first contact, restart with a new incarnation, or rejoin after a partition).
+    Up(MemberId),
+    /// A member failed a probe; it is still counted alive until it refutes or is declared down.
+    Suspect(MemberId),
+    /// A suspect member refuted the suspicion.
+    Alive(MemberId),
+    /// A life was declared dead (or replaced by a newer life of the same node).
+    Down(MemberId),
+    /// A life left gracefully ([`Input::Leave`]).
+    Left(MemberId),
+    /// A member published a new state.
+    Updated(MemberId, NodeState),
+}
+
+/// How we see a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Liveness {
+    /// Answers probes.
+    Alive,
+    /// Failed a probe, not yet declared down.
+    Suspect,
+    /// Declared dead.
+    Down,
+    /// Left gracefully.
+    Left,
+}
+
+impl Liveness {
+    /// Alive or suspect: still counted as a member.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Alive | Self::Suspect)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Alive => "alive",
+            Self::Suspect => "suspect",
+            Self::Down => "down",
+            Self::Left => "left",
+        }
+    }
+}
+
+/// A member as we see it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSnapshot {
+    /// The life.
+    pub id: MemberId,
+    /// Its liveness.
+    pub liveness: Liveness,
+    /// Its latest published state, if we have one for this life.
+    pub state: Option<NodeState>,
+}
+
+/// A claim list that cannot be published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// More claims than fit in one state record.
+    #[error("{claims} claimed IPs, more than the {CLAIMS_MAX} one node may publish")]
+    TooManyClaims {
+        /// How many were given.
+        claims: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct ViewEntry {
+    id: MemberId,
+    swim_incarnation: u16,
+    liveness: Liveness,
+}
+
+#[derive(Debug, Clone)]
+enum TimerKind {
+    Foca(Timer<FocaId>),
+    Sync,
+    Rejoin,
+    /// Repeat "you are suspected" to a suspect while it stays suspected at this incarnation.
+    SuspectNotice { id: MemberId, swim_incarnation: u16, remaining: u8 },
+}
+
+/// How many times a suspect is told directly (spread over the suspicion timeout).
+const SUSPECT_NOTICES: u8 = 4;
+
+/// foca's RNG: our seeded ChaCha behind the rand 0.10 trait foca is built on.
+struct FocaRng(ChaCha8Rng);
+
+impl rand_core_010::TryRng for FocaRng {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok(self.0.next_u32())
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        Ok(self.0.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, destination: &mut [u8]) -> Result<(), Infallible> {
+        self.0.fill_bytes(destination);
+        Ok(())
+    }
+}
+
+/// What foca asked for during one call.
+#[derive(Default)]
+struct Collector {
+    sends: Vec<(FocaId, Vec<u8>)>,
+    timers: Vec<(Duration, Timer<FocaId>)>,
+    notifications: Vec<OwnedNotification<FocaId>>,
+}
+
+impl Runtime<FocaId> for Collector {
+    fn notify(&mut self, notification: foca::Notification<'_, FocaId>) {
+        self.notifications.push(notification.to_owned());
+    }
+
+    fn send_to(&mut self, to: FocaId, data: &[u8]) {
+        self.sends.push((to, data.to_vec()));
+    }
+
+    fn submit_after(&mut self, event: Timer<FocaId>, after: Duration) {
+        self.timers.push((after, event));
+    }
+}
+
+type Swim = Foca<FocaId, WireCodec, FocaRng, StateHandler>;
+
+/// Cluster membership of one node, as a sans-IO state machine.
+///
+/// Call order, as quinn's `Connection`:
+/// 1. [`Membership::new`], then [`Input::Join`] with the seeds.
+/// 2. Feed every received datagram as [`Input::Datagram`], and [`Input::Timeout`] whenever the
+///    deadline of [`Membership::poll_timeout`] passes (it may change after every call).
+/// 3. After every [`Membership::handle`], drain [`Membership::poll_action`]: send the datagrams,
+///    deliver the events.
+///
+/// Time (`now`) and randomness (the seed) are inputs: the same seed and the same inputs give the
+/// same outputs, which is what the simulator needs.
+pub struct Membership {
+    config: Config,
+    swim: Swim,
+    collector: Collector,
+    transport: SealedTransport,
+    rng: ChaCha8Rng,
+    shared: SharedHandle,
+    me: MemberId,
+    local_state: NodeState,
+    local_version: u64,
+    view: BTreeMap<NodeName, ViewEntry>,
+    timers: BTreeMap<(Instant, u64), TimerKind>,
+    timer_sequence: u64,
+    actions: VecDeque<Action>,
+    seeds: BTreeSet<SocketAddr>,
+    left: bool,
+    sync_cursor: Option<NodeName>,
+    configured_members: usize,
+    metrics: GossipMetrics,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Membership")
+            .field("me", &self.me)
+            .field("members", &self.view.len())
+            .field("left", &self.left)
+            .finish_non_exhaustive()
+    }
+}
+
+fn foca_config(config: &Config, members: usize) -> foca::Config {
+    let plaintext_max = config.mtu_bytes.saturating_sub(OVERHEAD_BYTES + 1).max(64);
+    let fanout = NonZeroUsize::new(config.indirect_probes).unwrap_or(NonZeroUsize::MIN);
+    foca::Config {
+        probe_period: config.probe_period,
+        probe_rtt: config.probe_timeout,
+        num_indirect_probes: fanout,
+        max_transmissions: NonZeroU8::new(config.retransmissions(members)).unwrap_or(NonZeroU8::MIN),
+        suspect_to_down_after: config.suspicion_timeout(members),
+        remove_down_after: Some(config.forget_down_after),
+        max_packet_size: NonZeroUsize::new(plaintext_max).unwrap_or(NonZeroUsize::MIN),
+        notify_down_members: true,
+        periodic_announce: Some(PeriodicParams {
+            frequency: config.sync_interval * 5,
+            num_members: NonZeroUsize::MIN,
+        }),
+        periodic_announce_to_down_members: Some(PeriodicParams {
+            frequency: config.rejoin_interval,
+            num_members: NonZeroUsize::MIN.saturating_add(1),
+        }),
+        periodic_gossip: Some(PeriodicParams { frequency: config.gossip_interval, num_members: fanout }),
+    }
+}
+
+impl Membership {
+    /// A member `me` of the cluster `config.cluster_name`, sealing with `keyring`. `seed` drives
+    /// every random choice (probe order, nonce prefix); give the driver 64 bits from the OS, and the
+    /// simulator its seed.
+    pub fn new(config: Config, me: MemberId, keyring: Keyring, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut foca_rng = ChaCha8Rng::seed_from_u64(seed);
+        foca_rng.set_stream(1);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(2);
+        let mut boot_id = [0u8; 4];
+        rng.fill_bytes(&mut boot_id);
+        let counter_start = rng.next_u64();
+        let transport = SealedTransport::new(&config.cluster_name, keyring, config.mtu_bytes, boot_id, counter_start);
+        let shared = SharedHandle::default();
+        shared.lock().local = Some(me.name.clone());
+        let swim = Foca::with_custom_broadcast(
+            FocaId(me.clone()),
+            foca_config(&config, 1),
+            FocaRng(foca_rng),
+            WireCodec { shared: shared.clone() },
+            StateHandler { shared: shared.clone() },
+        );
+        let mut membership = Self {
+            config,
+            swim,
+            collector: Collector::default(),
+            transport,
+            rng,
+            shared,
+            me,
+            local_state: NodeState { protocol_version: PROTOCOL_VERSION, ..NodeState::default() },
+            local_version: 0,
+            view: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            timer_sequence: 0,
+            actions: VecDeque::new(),
+            seeds: BTreeSet::new(),
+            left: false,
+            sync_cursor: None,
+            configured_members: 1,
+            metrics: GossipMetrics::default(),
+        };
+        let sync_at = now + membership.jitter(membership.config.sync_interval);
+        membership.arm(sync_at, TimerKind::Sync);
+        let rejoin_at = now + membership.config.rejoin_interval;
+        membership.arm(rejoin_at, TimerKind::Rejoin);
+        membership.publish(now);
+        Ok(membership)
+    }
+
+    /// Our current life (the incarnation grows if the cluster declared us down and we rejoined).
+    pub fn local_id(&self) -> &MemberId {
+        &self.me
+    }
+
+    /// The metrics of this member; register them with [`GossipMetrics::register`].
+    pub fn metrics(&self) -> &GossipMetrics {
+        &self.metrics
+    }
+
+    /// Replaces the metrics handle (to share one registered set across restarts of the core).
+    pub fn set_metrics(&mut self, metrics: GossipMetrics) {
+        self.metrics = metrics;
+    }
+
+    /// Replaces the keyring (key rotation). The primary of the new ring seals from now on.
+    pub fn set_keyring(&mut self, keyring: Keyring) {
+        self.transport.set_keyring(keyring);
+    }
+
+    /// Every member we know (not us), ordered by name.
+    pub fn members(&self) -> Vec<MemberSnapshot> {
+        let shared = self.shared.lock();
+        self.view
+            .values()
+            .map(|entry| MemberSnapshot {
+                id: entry.id.clone(),
+                liveness: entry.liveness,
+                state: shared.states.get(&entry.id.name).filter(|r| r.member == entry.id).map(|r| r.state.clone()),
+            })
+            .collect()
+    }
+
+    /// The names of the active (alive or suspect) members, us included.
+    pub fn active_names(&self) -> BTreeSet<NodeName> {
+        let mut names: BTreeSet<NodeName> =
+            self.view.values().filter(|e| e.liveness.is_active()).map(|e| e.id.name.clone()).collect();
+        if !self.left {
+            names.insert(self.me.name.clone());
+        }
+        names
+    }
+
+    /// Whether [`Input::Leave`] was handled.
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    /// The next deadline at which [`Input::Timeout`] must be handled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(at, _)| *at)
+    }
+
+    /// The next output.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Publishes the claims; fails if there are more than [`CLAIMS_MAX`].
+    pub fn set_claims(&mut self, now: Instant, claims: BTreeSet<IpAddr>) -> Result<(), StateError> {
+        if claims.len() > CLAIMS_MAX {
+            return Err(StateError::TooManyClaims { claims: claims.len() });
+        }
+        self.handle(now, Input::SetClaims(claims));
+        Ok(())
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Datagram { from, bytes } => self.handle_datagram(now, from, &bytes),
+            Input::Timeout => self.handle_timeout(now),
+            Input::Join(seeds) => self.join(now, seeds),
+            Input::SetClaims(claims) => {
+                if self.left || claims.len() > CLAIMS_MAX || claims == self.local_state.claims {
+                    return;
+                }
+                self.local_state.claims = claims;
+                self.publish(now);
+            }
+            Input::SetLeaving(leaving) => {
+                if self.left || leaving == self.local_state.leaving {
+                    return;
+                }
+                self.local_state.leaving = leaving;
+                self.publish(now);
+            }
+            Input::Leave => self.leave(now),
+        }
+    }
+
+    fn jitter(&mut self, interval: Duration) -> Duration {
+        // Spread periodic work by up to a quarter of its interval so members do not tick together.
+        let quarter_ms = (interval.as_millis() / 4).max(1) as u64;
+        interval + Duration::from_millis(self.rng.next_u64() % quarter_ms)
+    }
+
+    fn arm(&mut self, at: Instant, kind: TimerKind) {
+        self.timer_sequence += 1;
+        self.timers.insert((at, self.timer_sequence), kind);
+    }
+
+    fn join(&mut self, now: Instant, seeds: Vec<SocketAddr>) {
+        for seed in seeds {
+            if self.seeds.len() >= SEEDS_MAX {
+                break;
+            }
+            if seed != self.me.addr {
+                self.seeds.insert(seed);
+            }
+        }
+        self.announce_to_seeds(now);
+    }
+
+    fn announce_to_seeds(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        let alive: BTreeSet<SocketAddr> =
+            self.view.values().filter(|e| e.liveness.is_active()).map(|e| e.id.addr).collect();
+        let targets: Vec<SocketAddr> = self.seeds.iter().filter(|s| !alive.contains(s)).copied().collect();
+        let backlog = self.swim.updates_backlog();
+        for seed in targets {
+            // We do not know the seed's name or incarnation yet: foca accepts an announce addressed
+            // to any identity with the right address.
+            let placeholder = FocaId(MemberId::new(NodeName::placeholder(), 0, seed));
+            let _ = self.swim.announce(placeholder, &mut self.collector);
+        }
+        self.after_swim(now, false, backlog);
+    }
+
+    fn publish(&mut self, now: Instant) {
+        self.local_version += 1;
+        let record = StateRecord { member: self.me.clone(), version: self.local_version, state: self.local_state.clone() };
+        let item = encode_item(&Item::State(record));
+        let backlog = self.swim.updates_backlog();
+        // Stores the record in the shared table (as from ourselves) and queues it for dissemination.
+        let _ = self.swim.add_broadcast(&item);
+        let _ = self.swim.broadcast(&mut self.collector);
+        self.after_swim(now, false, backlog);
+    }
+
+    fn leave(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        self.local_state.leaving = true;
+        self.publish(now);
+        let me = self.me.clone();
+        self.shared.lock().apply_goodbye(me.clone());
+        let _ = self.swim.add_broadcast(&encode_item(&Item::Goodbye(me.clone())));
+        // Tell every active member directly, so all see `Left` within one trip.
+        let mut frame = vec![wire::KIND_GOODBYE];
+        wire::put_member_id(&mut frame, &me);
+        let targets: Vec<SocketAddr> =
+            self.view.values().filter(|e| e.liveness.is_active()).map(|e| e.id.addr).collect();
+        for to in targets {
+            self.send_frame(to, &frame);
+        }
+        let backlog = self.swim.updates_backlog();
+        let _ = self.swim.leave_cluster(&mut self.collector);
+        self.after_swim(now, false, backlog);
+        self.left = true;
+        self.timers.clear();
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        // Bounded: timers armed while handling are due later than `now` (foca never asks for a zero
+        // delay in practice), and the bound stops a pathological loop anyway.
+        for _ in 0..10_000 {
+            let Some((&key, _)) = self.timers.iter().next() else { break };
+            if key.0 > now {
+                break;
+            }
+            let Some(kind) = self.timers.remove(&key) else { break };
+            match kind {
+                TimerKind::Foca(timer) => {
+                    let force = matches!(timer, Timer::ChangeSuspectToDown { .. } | Timer::RemoveDown(_));
+                    let backlog = self.swim.updates_backlog();
+                    let _ = self.swim.handle_timer(timer, &mut self.collector);
+                    self.after_swim(now, force, backlog);
+                }
+                TimerKind::Sync => {
+                    self.sync_push();
+                    let at = now + self.jitter(self.config.sync_interval);
+                    self.arm(at, TimerKind::Sync);
+                }
+                TimerKind::Rejoin => {
+                    self.announce_to_seeds(now);
+                    let at = now + self.jitter(self.config.rejoin_interval);
+                    self.arm(at, TimerKind::Rejoin);
+                }
+                TimerKind::SuspectNotice { id, swim_incarnation, remaining } => {
+                    let still = self.view.get(&id.name).is_some_and(|e| {
+                        e.id == id && e.liveness == Liveness::Suspect && e.swim_incarnation == swim_incarnation
+                    });
+                    if still {
+                        self.suspect_notice(now, id, swim_incarnation, remaining);
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.metrics.received_bytes.inc_by(bytes.len() as u64);
+        self.metrics.received_datagrams.inc();
+        if self.left {
+            return;
+        }
+        let plaintext = match self.transport.open(from, bytes) {
+            Ok(plaintext) => plaintext,
+            Err(reason) => {
+                self.metrics.drop_datagram(reason);
+                return;
+            }
+        };
+        let frame = match decode_frame(&plaintext) {
+            Ok(frame) => frame,
+            Err(_) => {
+                self.metrics.drop_datagram(DropReason::Malformed);
+                return;
+            }
+        };
+        match frame {
+            Frame::Foca(payload) => {
+                let backlog = self.swim.updates_backlog();
+                if let Err(error) = self.swim.handle_data(&payload, &mut self.collector) {
+                    self.metrics.drop_datagram(match error {
+                        foca::Error::Decode(_) | foca::Error::MalformedPacket | foca::Error::DataTooBig => {
+                            DropReason::Malformed
+                        }
+                        _ => DropReason::Rejected,
+                    });
+                }
+                self.after_swim(now, false, backlog);
+            }
+            Frame::StatePage(records) => {
+                {
+                    let mut shared = self.shared.lock();
+                    for record in records {
+                        shared.apply_record(record, false);
+                    }
+                }
+                self.after_swim(now, false, self.swim.updates_backlog());
+            }
+            Frame::SyncRequest => self.sync_reply(from),
+            Frame::SuspectNotice(id, swim_incarnation) => {
+                if id != self.me {
+                    // About an older life of ours or someone else: nothing to refute.
+                    return;
+                }
+                // foca refutes a suspicion about itself by raising its SWIM incarnation.
+                let backlog = self.swim.updates_backlog();
+                let suspected = Member::new(FocaId(id), swim_incarnation, State::Suspect);
+                let _ = self.swim.apply_many(std::iter::once(suspected), true, &mut self.collector);
+                self.after_swim(now, false, backlog);
+            }
+            Frame::Goodbye(id) => {
+                if id.name == self.me.name || id.name.is_placeholder() {
+                    self.metrics.drop_datagram(DropReason::Rejected);
+                    return;
+                }
+                self.shared.lock().apply_goodbye(id.clone());
+                let backlog = self.swim.updates_backlog();
+                let _ = self.swim.apply_many(std::iter::once(Member::down(FocaId(id))), true, &mut self.collector);
+                self.after_swim(now, true, backlog);
+            }
+        }
+    }
+
+    fn send_frame(&mut self, to: SocketAddr, frame: &[u8]) {
+        match self.transport.seal(frame) {
+            Ok(bytes) => {
+                self.metrics.sent_bytes.inc_by(bytes.len() as u64);
+                self.metrics.sent_datagrams.inc();
+                self.actions.push_back(Action::Send { to, bytes });
+            }
+            // Only an oversized frame or an exhausted nonce counter: both are bugs we refuse to
+            // paper over by sending in clear; the datagram is not sent.
+            Err(_) => {}
+        }
+    }
+
+    /// Runs after every call into foca: sends, timers, events, and pushing news at once.
+    fn after_swim(&mut self, now: Instant, mut force_diff: bool, mut backlog_before: usize) {
+        for _round in 0..ROUNDS_MAX {
+            let sends = std::mem::take(&mut self.collector.sends);
+            let timers = std::mem::take(&mut self.collector.timers);
+            let notifications = std::mem::take(&mut self.collector.notifications);
+            for (after, timer) in timers {
+                if let Timer::ChangeSuspectToDown { member_id, incarnation, .. } = &timer {
+                    // A member just became suspect here: tell it directly, so it can refute.
+                    force_diff = true;
+                    self.suspect_notice(now, member_id.0.clone(), *incarnation, SUSPECT_NOTICES);
+                }
+                if !self.left {
+                    self.arm(now + after, TimerKind::Foca(timer));
+                }
+            }
+            let mut republish = false;
+            for notification in &notifications {
+                match notification {
+                    OwnedNotification::Active => self.sync_request(),
+                    OwnedNotification::Rejoin(new) => {
+                        // The cluster declared our previous life down; foca moved us to a new one.
+                        self.me = new.0.clone();
+                        republish = true;
+                    }
+                    _ => {}
+                }
+            }
+            if !notifications.is_empty() {
+                force_diff = true;
+            }
+            if !force_diff {
+                force_diff = self.observed_differs();
+            } else {
+                let mut shared = self.shared.lock();
+                shared.observed.clear();
+                shared.observed_overflow = false;
+            }
+            let mut news = false;
+            let mut superseded = Vec::new();
+            if force_diff {
+                let (changed, stale) = self.diff();
+                news = changed;
+                superseded = stale;
+                self.adjust_config();
+            }
+            self.emit_updates();
+            for (to, payload) in sends {
+                self.send_swim(to, payload);
+            }
+            if republish {
+                self.publish_without_flush();
+            }
+            if !superseded.is_empty() {
+                // An older life of a node is still alive in foca while a newer one is up: retire it.
+                let _ = self.swim.apply_many(
+                    superseded.into_iter().map(|id| Member::down(FocaId(id))),
+                    true,
+                    &mut self.collector,
+                );
+            }
+            let backlog_now = self.swim.updates_backlog();
+            if !self.left && (news || backlog_now > backlog_before) {
+                // Push fresh news (suspicion, death, refutation) now instead of at the next tick.
+                let _ = self.swim.gossip(&mut self.collector);
+            }
+            backlog_before = self.swim.updates_backlog();
+            force_diff = false;
+            if self.collector.sends.is_empty()
+                && self.collector.timers.is_empty()
+                && self.collector.notifications.is_empty()
+            {
+                return;
+            }
+        }
+        // Flush whatever the last round produced without deriving more news.
+        let sends = std::mem::take(&mut self.collector.sends);
+        for (to, payload) in sends {
+            self.send_swim(to, payload);
+        }
+        for (after, timer) in std::mem::take(&mut self.collector.timers) {
+            if !self.left {
+                self.arm(now + after, TimerKind::Foca(timer));
+            }
+        }
+        self.collector.notifications.clear();
+    }
+
+    fn send_swim(&mut self, to: FocaId, payload: Vec<u8>) {
+        // foca 2.0.0 sends `TurnUndead` when a suspicion timer fires even if the suspect refuted in
+        // time (the failed condition still reaches the courtesy message), which would force a live
+        // member into a new life. Only tell members that are really down.
+        if let Some(destination) = wire::turn_undead_destination(&payload) {
+            let refuted = self
+                .view
+                .get(&destination.name)
+                .is_some_and(|entry| entry.id == destination && entry.liveness.is_active());
+            if refuted {
+                return;
+            }
+        }
+        let mut frame = Vec::with_capacity(payload.len() + 1);
+        frame.push(wire::KIND_FOCA);
+        frame.extend_from_slice(&payload);
+        self.send_frame(to.0.addr, &frame);
+    }
+
+    fn suspect_notice(&mut self, now: Instant, id: MemberId, swim_incarnation: u16, remaining: u8) {
+        if self.left || remaining == 0 {
+            return;
+        }
+        let mut frame = vec![wire::KIND_SUSPECT_NOTICE];
+        wire::put_member_id(&mut frame, &id);
+        frame.extend_from_slice(&swim_incarnation.to_be_bytes());
+        self.send_frame(id.addr, &frame);
+        let every = self.config.suspicion_timeout(self.configured_members) / u32::from(SUSPECT_NOTICES);
+        self.arm(now + every, TimerKind::SuspectNotice { id, swim_incarnation, remaining: remaining - 1 });
+    }
+
+    fn publish_without_flush(&mut self) {
+        self.local_version += 1;
+        let record = StateRecord { member: self.me.clone(), version: self.local_version, state: self.local_state.clone() };
+        let _ = self.swim.add_broadcast(&encode_item(&Item::State(record)));
+    }
+
+    fn observed_differs(&mut self) -> bool {
+        let mut shared = self.shared.lock();
+        let observed = std::mem::take(&mut shared.observed);
+        let overflow = std::mem::replace(&mut shared.observed_overflow, false);
+        drop(shared);
+        if overflow {
+            return true;
+        }
+        observed.iter().any(|seen| {
+            if seen.id.name == self.me.name || seen.id.name.is_placeholder() {
+                return false;
+            }
+            match self.view.get(&seen.id.name) {
+                None => seen.state != State::Down,
+                Some(entry) => {
+                    if entry.id != seen.id {
+                        return seen.id.incarnation > entry.id.incarnation;
+                    }
+                    let liveness = match seen.state {
+                        State::Alive => Liveness::Alive,
+                        State::Suspect => Liveness::Suspect,
+                        State::Down => Liveness::Down,
+                    };
+                    entry.swim_incarnation != seen.swim_incarnation
+                        || (liveness != entry.liveness && !(liveness == Liveness::Down && entry.liveness == Liveness::Left))
+                }
+            }
+        })
+    }
+
+    /// Compares foca's members with our view and emits events. Returns whether a liveness changed
+    /// and the older lives to retire.
+    fn diff(&mut self) -> (bool, Vec<MemberId>) {
+        let mut best: BTreeMap<NodeName, (MemberId, u16, State)> = BTreeMap::new();
+        let mut all_active: Vec<MemberId> = Vec::new();
+        for member in self.swim.iter_membership_state() {
+            let id = &member.id().0;
+            if id.name.is_placeholder() || id.name == self.me.name {
+                continue;
+            }
+            if member.state() != State::Down {
+                all_active.push(id.clone());
+            }
+            let replace = match best.get(&id.name) {
+                None => true,
+                Some((existing, _, _)) => id.incarnation > existing.incarnation,
+            };
+            if replace {
+                best.insert(id.name.clone(), (id.clone(), member.incarnation(), member.state()));
+            }
+        }
+        let superseded: Vec<MemberId> = all_active
+            .into_iter()
+            .filter(|id| best.get(&id.name).is_some_and(|(newest, _, _)| newest.incarnation > id.incarnation))
+            .collect();
+        let departed = self.shared.lock().departed.clone();
+        let mut events = Vec::new();
+        let mut news = false;
+        for (name, (id, swim_incarnation, state)) in &best {
+            let liveness = match state {
+                State::Alive => Liveness::Alive,
+                State::Suspect => Liveness::Suspect,
+                State::Down if departed.contains(id) => Liveness::Left,
+                State::Down => Liveness::Down,
+            };
+            match self.view.get_mut(name) {
+                Some(entry) if entry.id == *id => {
+                    entry.swim_incarnation = *swim_incarnation;
+                    let before = entry.liveness;
+                    if before == liveness || (before == Liveness::Left && liveness == Liveness::Down) {
+                        continue;
+                    }
+                    entry.liveness = liveness;
+                    news = true;
+                    match (before, liveness) {
+                        (Liveness::Alive, Liveness::Suspect) => events.push(MemberEvent::Suspect(id.clone())),
+                        (Liveness::Suspect, Liveness::Alive) => events.push(MemberEvent::Alive(id.clone())),
+                        (Liveness::Alive | Liveness::Suspect, Liveness::Down) => {
+                            events.push(MemberEvent::Down(id.clone()))
+                        }
+                        (Liveness::Alive | Liveness::Suspect, Liveness::Left) => {
+                            events.push(MemberEvent::Left(id.clone()))
+                        }
+                        (Liveness::Down | Liveness::Left, Liveness::Alive | Liveness::Suspect) => {
+                            events.push(MemberEvent::Up(id.clone()));
+                            if liveness == Liveness::Suspect {
+                                events.push(MemberEvent::Suspect(id.clone()));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Some(entry) if entry.id.incarnation > id.incarnation => {}
+                existing => {
+                    // A node we did not know, or a newer life of one we did.
+                    if let Some(old) = existing {
+                        if old.liveness.is_active() {
+                            news = true;
+                            events.push(if departed.contains(&old.id) {
+                                MemberEvent::Left(old.id.clone())
+                            } else {
+                                MemberEvent::Down(old.id.clone())
+                            });
+                        }
+                    }
+                    self.view.insert(
+                        name.clone(),
+                        ViewEntry { id: id.clone(), swim_incarnation: *swim_incarnation, liveness },
+                    );
+                    if liveness.is_active() {
+                        events.push(MemberEvent::Up(id.clone()));
+                        if liveness == Liveness::Suspect {
+                            events.push(MemberEvent::Suspect(id.clone()));
+                        }
+                        self.shared.lock().changed.insert(name.clone());
+                    }
+                }
+            }
+        }
+        // Members foca forgot (down for `forget_down_after`).
+        let forgotten: Vec<NodeName> = self.view.keys().filter(|n| !best.contains_key(*n)).cloned().collect();
+        for name in forgotten {
+            if let Some(entry) = self.view.remove(&name) {
+                if entry.liveness.is_active() {
+                    events.push(MemberEvent::Down(entry.id));
+                }
+            }
+            self.shared.lock().states.remove(&name);
+        }
+        for event in events {
+            self.record_event(event);
+        }
+        let mut counts: BTreeMap<Liveness, usize> = BTreeMap::new();
+        for entry in self.view.values() {
+            *counts.entry(entry.liveness).or_default() += 1;
+        }
+        for liveness in [Liveness::Alive, Liveness::Suspect, Liveness::Down, Liveness::Left] {
+            self.metrics.set_members(liveness.as_str(), counts.get(&liveness).copied().unwrap_or(0));
+        }
+        (news, superseded)
+    }
+
+    fn record_event(&mut self, event: MemberEvent) {
+        let label = match &event {
+            MemberEvent::Up(_) => "up",
+            MemberEvent::Suspect(_) => "suspect",
+            MemberEvent::Alive(_) => "alive",
+            MemberEvent::Down(_) => "down",
+            MemberEvent::Left(_) => "left",
+            MemberEvent::Updated(..) => "updated",
+        };
+        self.metrics.detection(label);
+        self.actions.push_back(Action::Event(event));
+    }
+
+    fn emit_updates(&mut self) {
+        let updates: Vec<(MemberId, NodeState)> = {
+            let mut shared = self.shared.lock();
+            let changed = std::mem::take(&mut shared.changed);
+            changed
+                .into_iter()
+                .filter_map(|name| {
+                    let entry = self.view.get(&name)?;
+                    let record = shared.states.get(&name)?;
+                    (entry.liveness.is_active() && record.member == entry.id)
+                        .then(|| (record.member.clone(), record.state.clone()))
+                })
+                .collect()
+        };
+        for (id, state) in updates {
+            self.record_event(MemberEvent::Updated(id, state));
+        }
+    }
+
+    fn adjust_config(&mut self) {
+        let members = self.view.values().filter(|e| e.liveness.is_active()).count() + 1;
+        if members == self.configured_members {
+            return;
+        }
+        let old = foca_config(&self.config, self.configured_members);
+        let new = foca_config(&self.config, members);
+        if old.suspect_to_down_after != new.suspect_to_down_after || old.max_transmissions != new.max_transmissions {
+            let _ = self.swim.set_config(new);
+        }
+        self.configured_members = members;
+    }
+
+    fn random_active(&mut self) -> Option<SocketAddr> {
+        let active: Vec<SocketAddr> =
+            self.view.values().filter(|e| e.liveness.is_active()).map(|e| e.id.addr).collect();
+        if active.is_empty() {
+            return None;
+        }
+        let index = (self.rng.next_u64() % active.len() as u64) as usize;
+        active.get(index).copied()
+    }
+
+    fn sync_request(&mut self) {
+        if let Some(to) = self.random_active() {
+            self.send_frame(to, &[wire::KIND_SYNC_REQUEST]);
+        }
+    }
+
+    /// Records worth syncing: ours and those of the active members' current lives, by name.
+    fn sync_records(&self) -> Vec<StateRecord> {
+        let shared = self.shared.lock();
+        shared
+            .states
+            .values()
+            .filter(|record| {
+                record.member == self.me
+                    || self.view.get(&record.member.name).is_some_and(|e| e.liveness.is_active() && e.id == record.member)
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn page_bytes_max(&self) -> usize {
+        self.transport.mtu_bytes().saturating_sub(OVERHEAD_BYTES)
+    }
+
+    fn sync_push(&mut self) {
+        if self.left {
+            return;
+        }
+        let Some(to) = self.random_active() else { return };
+        let records = self.sync_records();
+        // Rotate through the table one page per tick, starting after the last name sent.
+        let start = match &self.sync_cursor {
+            Some(cursor) => records.iter().position(|r| r.member.name > *cursor).unwrap_or(0),
+            None => 0,
+        };
+        let ordered = records.iter().skip(start).chain(records.iter().take(start));
+        let (frame, count) = wire::encode_page(ordered, self.page_bytes_max());
+        if count == 0 {
+            return;
+        }
+        self.sync_cursor = records.iter().cycle().skip(start).take(count).last().map(|r| r.member.name.clone());
+        self.send_frame(to, &frame);
+    }
+
+    fn sync_reply(&mut self, to: SocketAddr) {
+        let records = self.sync_records();
+        let mut offset = 0;
+        for _ in 0..SYNC_REPLY_DATAGRAMS_MAX {
+            if offset >= records.len() {
+                break;
+            }
+            let (frame, count) = wire::encode_page(records.iter().skip(offset), self.page_bytes_max());
+            if count == 0 {
+                break;
+            }
+            offset += count;
+            self.send_frame(to, &frame);
+        }
+    }
+}

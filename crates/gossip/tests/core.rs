@@ -1,0 +1,301 @@
+//! The membership core on virtual time: detection, suspicion, restart, leave, convergence,
+//! partitions, security. Every scenario is deterministic (one seed); nothing here reads the clock.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ironlb_gossip::sim::{sim_addr, SimNetwork};
+use ironlb_gossip::wire::{KIND_STATE_PAGE, KIND_SYNC_REQUEST};
+use ironlb_gossip::{Config, DropReason, Input, Keyring, Liveness, MemberEvent, SealedTransport};
+
+const SECRET: &[u8] = b"a cluster secret of 32 bytes....";
+
+fn keyring() -> Keyring {
+    Keyring::new(SECRET).unwrap()
+}
+
+fn config() -> Config {
+    Config::lan("test-cluster")
+}
+
+fn name(index: u32) -> String {
+    format!("node-{index}")
+}
+
+/// `count` members, all given member 0 as seed, run until they have converged.
+fn cluster(seed: u64, count: u32) -> (SimNetwork, Vec<SocketAddr>) {
+    let mut net = SimNetwork::new(seed);
+    let addrs: Vec<SocketAddr> = (0..count).map(sim_addr).collect();
+    for (index, addr) in addrs.iter().enumerate() {
+        net.add(config(), &name(index as u32), 1000, *addr, keyring());
+    }
+    for addr in &addrs {
+        net.input(*addr, Input::Join(vec![addrs[0]]));
+    }
+    net.run_for(Duration::from_secs(3));
+    for addr in &addrs {
+        let active = net.member(*addr).unwrap().active_names();
+        assert_eq!(active.len(), count as usize, "{addr} sees {active:?}");
+    }
+    (net, addrs)
+}
+
+fn is_down_of(victim: SocketAddr) -> impl Fn(&MemberEvent) -> bool {
+    move |event| matches!(event, MemberEvent::Down(id) if id.addr == victim)
+}
+
+#[test]
+fn every_survivor_sees_a_killed_member_down() {
+    let (mut net, addrs) = cluster(1, 5);
+    let victim = addrs[3];
+    let killed_at = net.elapsed();
+    net.kill(victim);
+    net.run_for(Duration::from_secs(2));
+    for survivor in addrs.iter().filter(|a| **a != victim) {
+        let seen = net.first_seen(*survivor, is_down_of(victim)).expect("survivor saw the death");
+        assert!(seen > killed_at);
+        let members = net.member(*survivor).unwrap().members();
+        let entry = members.iter().find(|m| m.id.addr == victim).unwrap();
+        assert_eq!(entry.liveness, Liveness::Down);
+    }
+    // Nobody else was declared down.
+    let wrong: Vec<_> = net
+        .observations
+        .iter()
+        .filter(|o| matches!(&o.event, MemberEvent::Down(id) if id.addr != victim))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+}
+
+#[test]
+fn a_live_member_refutes_suspicion() {
+    // Cut a member off for less than probe period + suspicion timeout: it is suspected, then refutes.
+    let mut refuted = 0;
+    for seed in 0..8 {
+        let (mut net, addrs) = cluster(100 + seed, 5);
+        let victim = addrs[2];
+        let others: Vec<SocketAddr> = addrs.iter().copied().filter(|a| *a != victim).collect();
+        let start = net.elapsed();
+        net.partition(&[victim], &others);
+        net.run_for(Duration::from_millis(90));
+        net.heal();
+        net.run_for(Duration::from_secs(2));
+        let events: Vec<_> = net.observations.iter().filter(|o| o.at > start).collect();
+        assert!(
+            !events.iter().any(|o| matches!(&o.event, MemberEvent::Down(_))),
+            "seed {seed}: a short cut must not kill anyone: {events:?}"
+        );
+        let suspected = events.iter().any(|o| matches!(&o.event, MemberEvent::Suspect(id) if id.addr == victim));
+        let alive_again = events.iter().any(|o| matches!(&o.event, MemberEvent::Alive(id) if id.addr == victim));
+        if suspected {
+            assert!(alive_again, "seed {seed}: suspicion without refutation");
+            refuted += 1;
+        }
+    }
+    assert!(refuted > 0, "no seed produced a suspicion; the scenario no longer tests refutation");
+}
+
+#[test]
+fn a_restarted_member_is_a_new_life() {
+    let (mut net, addrs) = cluster(2, 5);
+    let node = addrs[1];
+    net.kill(node);
+    // Restart at once, before anyone detects the death: the new life replaces the old.
+    net.add(config(), &name(1), 2000, node, keyring());
+    net.input(node, Input::Join(vec![addrs[0]]));
+    net.run_for(Duration::from_secs(3));
+    for observer in addrs.iter().filter(|a| **a != node) {
+        let down_old = net.first_seen(*observer, |e| matches!(e, MemberEvent::Down(id) if id.addr == node && id.incarnation == 1000));
+        let up_new = net.first_seen(*observer, |e| matches!(e, MemberEvent::Up(id) if id.addr == node && id.incarnation == 2000));
+        assert!(down_old.is_some(), "{observer} never retired the old life");
+        assert!(up_new.is_some(), "{observer} never saw the new life");
+        let members = net.member(*observer).unwrap().members();
+        let entry = members.iter().find(|m| m.id.addr == node).unwrap();
+        assert_eq!((entry.id.incarnation, entry.liveness), (2000, Liveness::Alive));
+    }
+}
+
+#[test]
+fn leave_is_seen_as_left_within_a_round_trip() {
+    let (mut net, addrs) = cluster(3, 5);
+    let leaver = addrs[4];
+    let at = net.elapsed();
+    net.input(leaver, Input::Leave);
+    net.run_for(Duration::from_millis(5));
+    for observer in addrs.iter().filter(|a| **a != leaver) {
+        let left = net.first_seen(*observer, |e| matches!(e, MemberEvent::Left(id) if id.addr == leaver));
+        let left = left.unwrap_or_else(|| panic!("{observer} did not see Left"));
+        assert!(left - at <= Duration::from_millis(2), "Left after {:?}", left - at);
+    }
+    net.run_for(Duration::from_secs(2));
+    assert!(!net.observations.iter().any(|o| matches!(&o.event, MemberEvent::Down(_))));
+    assert!(net.member(leaver).unwrap().has_left());
+}
+
+fn claims(ips: &[&str]) -> BTreeSet<IpAddr> {
+    ips.iter().map(|ip| ip.parse().unwrap()).collect()
+}
+
+#[test]
+fn state_converges_including_a_late_joiner() {
+    let (mut net, addrs) = cluster(4, 5);
+    for (index, addr) in addrs.iter().enumerate() {
+        net.input(*addr, Input::SetClaims(claims(&[&format!("192.0.2.{index}")])));
+    }
+    net.input(addrs[2], Input::SetLeaving(true));
+    // Let the broadcasts finish, so the late joiner can only learn them by anti-entropy.
+    net.run_for(Duration::from_secs(5));
+    let late = sim_addr(9);
+    net.add(config(), "late", 1000, late, keyring());
+    net.input(late, Input::Join(vec![addrs[1]]));
+    net.run_for(Duration::from_secs(2));
+    for observer in addrs.iter().chain([&late]) {
+        let members = net.member(*observer).unwrap().members();
+        assert_eq!(members.len(), 5, "{observer}");
+        for member in members.iter().filter(|m| m.id.name.as_str() != "late") {
+            let index: usize = member.id.name.as_str().trim_start_matches("node-").parse().unwrap();
+            let state = member.state.as_ref().unwrap_or_else(|| panic!("{observer} lacks the state of {}", member.id));
+            assert_eq!(state.claims, claims(&[&format!("192.0.2.{index}")]), "{observer} on {}", member.id);
+            assert_eq!(state.leaving, index == 2);
+            assert_eq!(state.protocol_version, ironlb_gossip::PROTOCOL_VERSION);
+        }
+    }
+    let updated = net.observations.iter().filter(|o| o.observer == late && matches!(o.event, MemberEvent::Updated(..))).count();
+    assert!(updated >= 5, "late joiner got {updated} Updated events");
+}
+
+#[test]
+fn partition_and_heal() {
+    let (mut net, addrs) = cluster(5, 5);
+    let (left, right) = addrs.split_at(3);
+    net.partition(left, right);
+    net.run_for(Duration::from_secs(2));
+    for observer in left {
+        assert_eq!(net.member(*observer).unwrap().active_names().len(), 3, "{observer} during partition");
+    }
+    for observer in right {
+        assert_eq!(net.member(*observer).unwrap().active_names().len(), 2, "{observer} during partition");
+    }
+    net.heal();
+    net.run_for(Duration::from_secs(10));
+    for observer in &addrs {
+        let active = net.member(*observer).unwrap().active_names();
+        assert_eq!(active.len(), 5, "{observer} after heal sees {active:?}");
+    }
+}
+
+#[test]
+fn the_same_seed_replays_the_same_history() {
+    let run = |seed| {
+        let (mut net, addrs) = cluster(seed, 4);
+        net.loss_per_mille = 20;
+        net.kill(addrs[1]);
+        net.run_for(Duration::from_secs(1));
+        net.observations.iter().map(|o| format!("{:?} {} {:?}", o.at, o.observer, o.event)).collect::<Vec<_>>()
+    };
+    assert_eq!(run(7), run(7));
+}
+
+#[test]
+fn a_wrong_key_never_joins_and_every_drop_is_counted() {
+    let (mut net, addrs) = cluster(6, 3);
+    let intruder = sim_addr(50);
+    net.add(config(), "intruder", 1000, intruder, Keyring::new(b"not the cluster secret at all!!!").unwrap());
+    net.input(intruder, Input::Join(addrs.clone()));
+    net.run_for(Duration::from_secs(3));
+    assert!(net.member(intruder).unwrap().members().is_empty(), "the intruder learned members");
+    for addr in &addrs {
+        let member = net.member(*addr).unwrap();
+        assert!(member.members().iter().all(|m| m.id.name.as_str() != "intruder"));
+        assert!(member.metrics().dropped_count(DropReason::UnknownKey) > 0);
+    }
+
+    // Hand-crafted datagrams to member 0, each dropped for its own reason.
+    let target = addrs[0];
+    let forger = sim_addr(60);
+    let mut same_key = SealedTransport::new("test-cluster", keyring(), 1400, [9; 4], 77);
+    // An empty state page: valid, and long enough that cutting 3 bytes still leaves a header and a tag.
+    let valid = same_key.seal(&[KIND_STATE_PAGE, 0, 0]).unwrap();
+    let mut flipped = valid.clone();
+    flipped[20] ^= 0x10;
+    let mut other_cluster = SealedTransport::new("other-cluster", keyring(), 1400, [8; 4], 5);
+    let cases: Vec<(Vec<u8>, DropReason)> = vec![
+        (flipped, DropReason::AuthFailed),
+        (valid[..20].to_vec(), DropReason::Truncated),
+        (valid[..valid.len() - 3].to_vec(), DropReason::AuthFailed),
+        (other_cluster.seal(&[KIND_SYNC_REQUEST]).unwrap(), DropReason::WrongCluster),
+        (same_key.seal(&[0xee]).unwrap(), DropReason::Malformed),
+    ];
+    for (bytes, reason) in cases {
+        let before = net.member(target).unwrap().metrics().dropped_count(reason);
+        net.inject(forger, target, bytes);
+        net.run_for(Duration::from_millis(1));
+        assert_eq!(net.member(target).unwrap().metrics().dropped_count(reason), before + 1, "{reason}");
+    }
+    // A valid datagram is accepted once, then dropped as a replay.
+    let before = net.member(target).unwrap().metrics().dropped_count(DropReason::Replay);
+    net.inject(forger, target, valid.clone());
+    net.inject(forger, target, valid);
+    net.run_for(Duration::from_millis(1));
+    assert_eq!(net.member(target).unwrap().metrics().dropped_count(DropReason::Replay), before + 1);
+}
+
+#[test]
+fn key_rotation_keeps_the_cluster_whole() {
+    let old = b"the old secret key, 32 bytes long".as_slice();
+    let new = b"the new secret key, 32 bytes long".as_slice();
+    let mut net = SimNetwork::new(8);
+    let addrs: Vec<SocketAddr> = (0..4).map(sim_addr).collect();
+    for (index, addr) in addrs.iter().enumerate() {
+        net.add(config(), &name(index as u32), 1000, *addr, Keyring::new(old).unwrap());
+        net.input(*addr, Input::Join(vec![addrs[0]]));
+    }
+    net.run_for(Duration::from_secs(2));
+    let start = net.elapsed();
+    // Step 1, one member at a time: add the new key for opening.
+    for addr in &addrs {
+        net.member_mut(*addr).unwrap().set_keyring(Keyring::with_keys(&[("secretkey", old), ("next", new)]).unwrap());
+        net.run_for(Duration::from_millis(500));
+    }
+    // Step 2: make the new key primary, one member at a time (mixed senders for a while).
+    for addr in &addrs {
+        net.member_mut(*addr).unwrap().set_keyring(Keyring::with_keys(&[("secretkey", new), ("previous", old)]).unwrap());
+        net.run_for(Duration::from_millis(500));
+    }
+    // Step 3: drop the old key.
+    for addr in &addrs {
+        net.member_mut(*addr).unwrap().set_keyring(Keyring::new(new).unwrap());
+    }
+    net.run_for(Duration::from_secs(2));
+    let bad: Vec<_> = net
+        .observations
+        .iter()
+        .filter(|o| o.at > start && matches!(o.event, MemberEvent::Down(_) | MemberEvent::Suspect(_)))
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}");
+    for addr in &addrs {
+        let member = net.member(*addr).unwrap();
+        assert_eq!(member.active_names().len(), 4);
+        assert_eq!(member.metrics().dropped_count(DropReason::UnknownKey), 0);
+    }
+}
+
+#[test]
+fn detection_holds_at_two_percent_loss_without_false_downs() {
+    let (mut net, addrs) = cluster(9, 8);
+    net.loss_per_mille = 20;
+    let start = net.elapsed();
+    net.run_for(Duration::from_secs(20));
+    let false_downs: Vec<_> = net
+        .observations
+        .iter()
+        .filter(|o| o.at > start && matches!(o.event, MemberEvent::Down(_)))
+        .collect();
+    assert!(false_downs.is_empty(), "{false_downs:?}");
+    net.kill(addrs[5]);
+    net.run_for(Duration::from_secs(3));
+    for survivor in addrs.iter().filter(|a| **a != addrs[5]) {
+        assert!(net.first_seen(*survivor, is_down_of(addrs[5])).is_some());
+    }
+}
