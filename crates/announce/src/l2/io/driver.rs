@@ -256,8 +256,7 @@ impl Driver {
                     let frames = match ip {
                         IpAddr::V4(ip) => gratuitous_arp(mac, ip).to_vec(),
                         IpAddr::V6(ip) => {
-                            let source = live.link.link_local.unwrap_or(ip);
-                            vec![unsolicited_advertisement(mac, source, ip)]
+                            vec![unsolicited_advertisement(mac, ip, ip)]
                         }
                     };
                     live.thread.send(InterfaceCommand::SendGratuitous { ip, frames });

@@ -31,8 +31,8 @@ pub struct InterfaceIdentity {
     pub name: String,
     /// The interface's MAC: the address we answer with.
     pub mac: MacAddr,
-    /// The interface's IPv6 link-local address, used as the source of our NAs (as MetalLB).
-    /// Without one, the target address itself is used.
+    /// The interface's IPv6 link-local address (informational: our NAs are sent from the
+    /// target address, as the kernel does).
     pub link_local: Option<Ipv6Addr>,
 }
 
@@ -230,7 +230,10 @@ impl Responder {
                 if ip.destination != solicited_node_group(target) && ip.destination != target {
                     return Err(DropReason::SolicitationDestination { target, destination: ip.destination });
                 }
-                let source = self.interface.link_local.unwrap_or(target);
+                // The kernel answers from the target address itself, and `ndisc6` only accepts
+                // an NA whose source is the target, so we do the same (MetalLB uses the
+                // link-local address, which `ndisc6` ignores).
+                let source = target;
                 let reply_options = NdpOptions { source_lla: None, target_lla: Some(mac) };
                 let (requester, eth_destination, ip_destination, solicited, override_entry) =
                     if ip.source.is_unspecified() {
