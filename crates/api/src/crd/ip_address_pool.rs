@@ -1,0 +1,90 @@
+//! `IPAddressPool` (`metallb.io/v1beta1`): the addresses the controller hands out.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{is_empty, is_false};
+
+/// `spec` of an `IPAddressPool`.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "IPAddressPool",
+    plural = "ipaddresspools",
+    singular = "ipaddresspool",
+    namespaced,
+    status = "IPAddressPoolStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "IPAddressPool represents a pool of IP addresses that can be allocated to LoadBalancer services.",
+    printcolumn(
+        name = "Auto Assign",
+        type_ = "boolean",
+        json_path = ".spec.autoAssign"
+    ),
+    printcolumn(
+        name = "Avoid Buggy IPs",
+        type_ = "boolean",
+        json_path = ".spec.avoidBuggyIPs"
+    ),
+    printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IPAddressPoolSpec {
+    /// CIDRs (`192.168.1.0/24`, `fc00::/64`) or ranges (`192.168.1.10-192.168.1.20`) to
+    /// assign from. IPv4 and IPv6 may be mixed in one pool.
+    pub addresses: Vec<String>,
+    /// Whether the pool is used for automatic assignment (default true). When false, only a
+    /// requested IP or the `metallb.io/address-pool` annotation uses it.
+    #[serde(default = "default_true")]
+    pub auto_assign: bool,
+    /// Skip every IPv4 address ending in `.0` or `.255`.
+    #[serde(default, rename = "avoidBuggyIPs", skip_serializing_if = "is_false")]
+    pub avoid_buggy_ips: bool,
+    /// Which services may use this pool, and with what priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_allocation: Option<ServiceAllocation>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `spec.serviceAllocation`: restricts a pool to some namespaces and services.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAllocation {
+    /// Lower is preferred; 0 or unset is the lowest priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Namespaces whose services may use the pool.
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub namespaces: Vec<String>,
+    /// Namespaces, by label, whose services may use the pool.
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub namespace_selectors: Vec<LabelSelector>,
+    /// Services, by label, that may use the pool (any selector matches).
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub service_selectors: Vec<LabelSelector>,
+}
+
+/// `status` of an `IPAddressPool`, written by the controller.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IPAddressPoolStatus {
+    /// IPv4 addresses assigned to services.
+    #[serde(rename = "assignedIPv4")]
+    pub assigned_ipv4: i64,
+    /// IPv6 addresses assigned to services.
+    #[serde(rename = "assignedIPv6")]
+    pub assigned_ipv6: i64,
+    /// IPv4 addresses still available.
+    #[serde(rename = "availableIPv4")]
+    pub available_ipv4: i64,
+    /// IPv6 addresses still available.
+    #[serde(rename = "availableIPv6")]
+    pub available_ipv6: i64,
+}
