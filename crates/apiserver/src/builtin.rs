@@ -1,0 +1,96 @@
+//! Unknown-field detection for built-in kinds: a round trip through the k8s-openapi types,
+//! which drop fields they do not know (reference §6.11, last sentence of (3)).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+fn round_trip<T: DeserializeOwned + Serialize>(value: &Value) -> Option<Value> {
+    let typed: T = serde_json::from_value(value.clone()).ok()?;
+    serde_json::to_value(typed).ok()
+}
+
+/// Round-trips an object of a built-in kind; `None` when the kind is unknown here or the
+/// object does not decode (validation then reports what is wrong).
+fn typed_round_trip(group: &str, kind: &str, value: &Value) -> Option<Value> {
+    use k8s_openapi::api::{coordination, core, discovery, events};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
+    match (group, kind) {
+        ("", "Service") => round_trip::<core::v1::Service>(value),
+        ("", "Endpoints") => round_trip::<core::v1::Endpoints>(value),
+        ("", "Secret") => round_trip::<core::v1::Secret>(value),
+        ("", "ConfigMap") => round_trip::<core::v1::ConfigMap>(value),
+        ("", "Event") => round_trip::<core::v1::Event>(value),
+        ("", "Pod") => round_trip::<core::v1::Pod>(value),
+        ("", "Node") => round_trip::<core::v1::Node>(value),
+        ("", "Namespace") => round_trip::<core::v1::Namespace>(value),
+        ("", "ServiceAccount") => round_trip::<core::v1::ServiceAccount>(value),
+        ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::v1::EndpointSlice>(value),
+        ("coordination.k8s.io", "Lease") => round_trip::<coordination::v1::Lease>(value),
+        ("events.k8s.io", "Event") => round_trip::<events::v1::Event>(value),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            round_trip::<apiextensions::v1::CustomResourceDefinition>(value)
+        }
+        _ => None,
+    }
+}
+
+/// Removes fields the typed form does not know and returns their paths.
+pub(crate) fn prune_unknown(group: &str, kind: &str, value: &mut Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    if let Some(typed) = typed_round_trip(group, kind, value) {
+        prune_against(value, &typed, "", &mut unknown);
+    }
+    unknown
+}
+
+fn prune_against(value: &mut Value, typed: &Value, path: &str, unknown: &mut Vec<String>) {
+    match (value, typed) {
+        (Value::Object(map), Value::Object(known)) => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for key in keys {
+                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                match known.get(&key) {
+                    Some(known_child) => {
+                        if let Some(child) = map.get_mut(&key) {
+                            prune_against(child, known_child, &child_path, unknown);
+                        }
+                    }
+                    None => {
+                        let is_empty = map.get(&key).is_none_or(|v| v.is_null() || v == &Value::Object(Default::default()));
+                        // A free-form map (labels, data, selector) round-trips whole, so a
+                        // missing key here is a field the type does not have, unless it was
+                        // null or empty (serialisation skips those).
+                        if !is_empty {
+                            map.remove(&key);
+                            unknown.push(child_path);
+                        }
+                    }
+                }
+            }
+        }
+        (Value::Array(items), Value::Array(known)) => {
+            for (index, (item, known_item)) in items.iter_mut().zip(known).enumerate() {
+                prune_against(item, known_item, &format!("{path}[{index}]"), unknown);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn service_unknown_fields_are_found() {
+        let mut service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": {"a": "b"}},
+            "spec": {"ports": [{"port": 80, "bogus": 1}], "selector": {"app": "web"}, "foo": "bar", "clusterIP": null}});
+        let unknown = prune_unknown("", "Service", &mut service);
+        assert_eq!(unknown, vec!["spec.foo".to_string(), "spec.ports[0].bogus".to_string()]);
+        assert!(service["spec"].get("foo").is_none());
+        assert_eq!(service["metadata"]["labels"]["a"], "b");
+    }
+}

@@ -1,0 +1,154 @@
+//! The controllers that run inside the stand-in (reference §1): namespace deletion, CRD
+//! cleanup, and ownerReference garbage collection. Each pass is one synchronous function over
+//! the locked state; a task calls it after writes and on a timer.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::api::{delete_locked, rebuild_registry};
+use crate::meta::{finalizers, meta_str, metadata_mut};
+use crate::registry::{ResourceInfo, StorageKey, Strategy};
+use crate::store::State;
+
+/// Upper bound on objects removed per pass, so one pass never holds the lock for long.
+const DELETIONS_PER_PASS_MAX: usize = 2_000;
+
+/// Runs every controller once. Returns whether anything changed.
+pub(crate) fn run_once(state: &mut State) -> bool {
+    let before = state.rv;
+    finalize_namespaces(state);
+    finalize_crds(state);
+    purge_unserved(state);
+    if state.deletions_since_gc {
+        state.deletions_since_gc = false;
+        collect_garbage(state);
+    }
+    state.rv != before
+}
+
+fn info_for(state: &State, storage: &StorageKey) -> Option<Arc<ResourceInfo>> {
+    let infos = state.registry.by_storage(storage);
+    // Prefer the storage form's own view (core events, the CRD's storage version).
+    infos
+        .iter()
+        .find(|info| info.strategy != Strategy::EventsV1 && info.custom.as_ref().is_none_or(|c| c.storage_version == info.version))
+        .cloned()
+        .or_else(|| infos.first().cloned())
+}
+
+fn finalize_namespaces(state: &mut State) {
+    let key: StorageKey = (String::new(), "namespaces".into());
+    let terminating: Vec<String> = state
+        .list(&key, None)
+        .iter()
+        .filter(|ns| ns.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_some())
+        .filter_map(|ns| meta_str(ns, "name").map(str::to_string))
+        .collect();
+    let mut budget = DELETIONS_PER_PASS_MAX;
+    for namespace in terminating {
+        let mut remaining = 0;
+        let storages: Vec<StorageKey> = state.objects.keys().cloned().collect();
+        for storage in storages {
+            let Some(info) = info_for(state, &storage) else { continue };
+            if !info.namespaced {
+                continue;
+            }
+            let names: Vec<String> = state
+                .list(&storage, Some(&namespace))
+                .iter()
+                .filter_map(|object| meta_str(object, "name").map(str::to_string))
+                .collect();
+            for name in names {
+                remaining += 1;
+                if budget == 0 {
+                    continue;
+                }
+                budget -= 1;
+                let _ = delete_locked(state, &info, &namespace, &name, &json!({"propagationPolicy": "Background"}), false);
+                if state.get(&storage, &namespace, &name).is_none() {
+                    remaining -= 1;
+                }
+            }
+        }
+        if remaining == 0 {
+            state.remove(&key, "", &namespace);
+        }
+    }
+}
+
+fn finalize_crds(state: &mut State) {
+    let key: StorageKey = ("apiextensions.k8s.io".into(), "customresourcedefinitions".into());
+    let deleting: Vec<Arc<Value>> = state
+        .list(&key, None)
+        .into_iter()
+        .filter(|crd| crd.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_some())
+        .collect();
+    for crd in deleting {
+        let group = crd.get("spec").and_then(|s| s.get("group")).and_then(Value::as_str).unwrap_or_default();
+        let plural = crd.get("spec").and_then(|s| s.get("names")).and_then(|n| n.get("plural")).and_then(Value::as_str).unwrap_or_default();
+        let storage: StorageKey = (group.to_string(), plural.to_string());
+        let mut remaining = 0;
+        if let Some(info) = info_for(state, &storage) {
+            let keys: Vec<(String, String)> = state
+                .list(&storage, None)
+                .iter()
+                .map(|o| (meta_str(o, "namespace").unwrap_or_default().to_string(), meta_str(o, "name").unwrap_or_default().to_string()))
+                .collect();
+            for (namespace, name) in keys {
+                let _ = delete_locked(state, &info, &namespace, &name, &json!({}), false);
+                if state.get(&storage, &namespace, &name).is_some() {
+                    remaining += 1;
+                }
+            }
+        }
+        if remaining == 0 {
+            let crd_name = meta_str(&crd, "name").unwrap_or_default().to_string();
+            let kept: Vec<String> = finalizers(&crd).into_iter().filter(|f| f != "customresourcecleanup.apiextensions.k8s.io").collect();
+            if kept.is_empty() {
+                state.remove(&key, "", &crd_name);
+            } else {
+                let mut updated = (*crd).clone();
+                metadata_mut(&mut updated).insert("finalizers".into(), json!(kept));
+                state.put(&key, updated);
+            }
+            rebuild_registry(state);
+        }
+    }
+}
+
+/// Objects whose kind is no longer served (their CRD was removed with its finalizer cleared by
+/// hand) are dropped without events.
+fn purge_unserved(state: &mut State) {
+    let served = state.registry.storage_keys();
+    state.objects.retain(|storage, _| served.contains(storage));
+}
+
+/// Deletes objects all of whose owners are gone (Background propagation).
+fn collect_garbage(state: &mut State) {
+    let uids: BTreeSet<String> = state
+        .objects
+        .values()
+        .flat_map(|objects| objects.values())
+        .filter_map(|object| meta_str(object, "uid").map(str::to_string))
+        .collect();
+    let mut orphans = Vec::new();
+    for (storage, objects) in &state.objects {
+        for object in objects.values() {
+            let Some(owners) = object.get("metadata").and_then(|m| m.get("ownerReferences")).and_then(Value::as_array) else { continue };
+            if owners.is_empty() {
+                continue;
+            }
+            let all_gone = owners.iter().all(|owner| owner.get("uid").and_then(Value::as_str).is_none_or(|uid| !uids.contains(uid)));
+            if all_gone && object.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_none() {
+                orphans.push((storage.clone(), meta_str(object, "namespace").unwrap_or_default().to_string(), meta_str(object, "name").unwrap_or_default().to_string()));
+            }
+        }
+    }
+    for (storage, namespace, name) in orphans.into_iter().take(DELETIONS_PER_PASS_MAX) {
+        if let Some(info) = info_for(state, &storage) {
+            let _ = delete_locked(state, &info, &namespace, &name, &json!({"propagationPolicy": "Background"}), false);
+        }
+    }
+}

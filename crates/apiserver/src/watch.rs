@@ -1,0 +1,219 @@
+//! Watch streams (reference §6.8): one task per watch reading the shared history from its
+//! last resourceVersion whenever the counter moves; 410 as an ERROR event; bookmarks.
+//!
+//! ```text
+//!  writers ──put──► State.history ──rv_tx (watch::Sender<u64>)──► watch task ──mpsc──► HTTP body
+//!                                    close_tx (test hook) ─────────┘
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::api::{to_view, Core, Params, Target};
+use crate::error::ApiError;
+use crate::fields::Selectors;
+use crate::store::{EventType, HistoryEvent};
+use crate::table::{partial_metadata, table};
+
+/// Lines buffered per watch before the task waits for the client.
+const WATCH_BUFFER_LINES: usize = 256;
+/// The longest a watch without `timeoutSeconds` stays open (the real server's default).
+const WATCH_TIMEOUT_DEFAULT_SECS: u64 = 1800;
+
+/// How objects are rendered in the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Json,
+    Table,
+    Metadata,
+}
+
+struct Watch {
+    core: Arc<Core>,
+    target: Target,
+    selectors: Selectors,
+    format: Format,
+    bookmarks: bool,
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// Starts a watch; the receiver yields newline-terminated JSON event lines.
+pub(crate) fn start(core: Arc<Core>, target: Target, params: &Params, format: Format, bookmark_interval: Duration) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    let selectors = Selectors::parse(&target.info, params.label_selector.as_deref(), params.field_selector.as_deref())?;
+    let requested: Option<u64> = match params.resource_version.as_deref() {
+        None | Some("0") => None,
+        Some(text) => Some(text.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {text:?}")))?),
+    };
+    let (tx, rx) = mpsc::channel(WATCH_BUFFER_LINES);
+    let watch = Watch {
+        core,
+        target,
+        selectors,
+        format,
+        bookmarks: params.allow_watch_bookmarks,
+        tx,
+    };
+    let timeout = Duration::from_secs(params.timeout_seconds.filter(|t| *t > 0).unwrap_or(WATCH_TIMEOUT_DEFAULT_SECS));
+    let initial_events = params.send_initial_events;
+    tokio::spawn(async move { watch.run(requested, initial_events, timeout, bookmark_interval).await });
+    Ok(rx)
+}
+
+impl Watch {
+    async fn run(self, requested: Option<u64>, initial_events: bool, timeout: Duration, bookmark_interval: Duration) {
+        let mut rv_rx = self.core.rv_tx.subscribe();
+        let mut close_rx = self.core.close_tx.subscribe();
+        enum Start {
+            Lines(u64, Vec<Bytes>),
+            Expired(Value),
+        }
+        let start = {
+            let state = self.core.lock();
+            match requested.filter(|_| !initial_events) {
+                Some(rv) => match state.events_after(rv) {
+                    Ok(events) => Start::Lines(rv.max(state.rv), self.render_events(&events)),
+                    Err(oldest) => Start::Expired(ApiError::expired(rv, oldest).status()),
+                },
+                None => {
+                    let namespace = if self.target.info.namespaced { self.target.namespace.as_deref() } else { None };
+                    let lines: Vec<Bytes> = state
+                        .list(&self.target.info.storage, namespace)
+                        .iter()
+                        .filter(|object| self.selectors.matches(&self.target.info, object))
+                        .map(|object| line("ADDED", self.render(object)))
+                        .collect();
+                    Start::Lines(state.rv, lines)
+                }
+            }
+        };
+        let (mut last_rv, initial) = match start {
+            Start::Lines(rv, lines) => (rv, lines),
+            Start::Expired(status) => {
+                let _ = self.tx.send(line("ERROR", status)).await;
+                return;
+            }
+        };
+        for item in initial {
+            if self.tx.send(item).await.is_err() {
+                return;
+            }
+        }
+        if initial_events && self.tx.send(self.bookmark(last_rv, true)).await.is_err() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut bookmark_timer = tokio::time::interval_at(tokio::time::Instant::now() + bookmark_interval, bookmark_interval);
+        loop {
+            tokio::select! {
+                changed = rv_rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let next = {
+                        let state = self.core.lock();
+                        state.events_after(last_rv).map(|events| (self.render_events(&events), state.rv)).map_err(|oldest| (oldest, state.rv))
+                    };
+                    match next {
+                        Ok((lines, rv)) => {
+                            for item in lines {
+                                if self.tx.send(item).await.is_err() {
+                                    return;
+                                }
+                            }
+                            last_rv = last_rv.max(rv);
+                        }
+                        Err((oldest, _)) => {
+                            let status = ApiError::expired(last_rv, oldest).status();
+                            let _ = self.tx.send(line("ERROR", status)).await;
+                            return;
+                        }
+                    }
+                }
+                _ = close_rx.changed() => return,
+                _ = self.tx.closed() => return,
+                _ = bookmark_timer.tick(), if self.bookmarks => {
+                    if self.tx.send(self.bookmark(last_rv, false)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    if self.bookmarks {
+                        let _ = self.tx.send(self.bookmark(last_rv, false)).await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn render_events(&self, events: &[Arc<HistoryEvent>]) -> Vec<Bytes> {
+        let info = &self.target.info;
+        let namespace = if info.namespaced { self.target.namespace.as_deref() } else { None };
+        let everything = self.selectors.is_everything();
+        let mut lines = Vec::new();
+        for event in events {
+            if *event.storage != info.storage {
+                continue;
+            }
+            if namespace.is_some_and(|ns| ns != event.namespace) {
+                continue;
+            }
+            let now = everything || self.selectors.matches(info, &event.object);
+            let before = event.previous.as_ref().is_some_and(|previous| everything || self.selectors.matches(info, previous));
+            let event_type = match (event.event_type, before, now) {
+                (EventType::Added, _, true) => EventType::Added,
+                (EventType::Modified, true, true) => EventType::Modified,
+                (EventType::Modified, false, true) => EventType::Added,
+                (EventType::Modified, true, false) => EventType::Deleted,
+                (EventType::Deleted, _, true) => EventType::Deleted,
+                _ => continue,
+            };
+            let object = if event.event_type == EventType::Modified && event_type == EventType::Deleted {
+                // The last matching state, with the event's RV.
+                let mut last = event.previous.as_deref().cloned().unwrap_or(Value::Null);
+                crate::meta::metadata_mut(&mut last).insert("resourceVersion".into(), json!(event.rv.to_string()));
+                last
+            } else {
+                (*event.object).clone()
+            };
+            lines.push(line(event_type.as_str(), self.render(&object)));
+        }
+        lines
+    }
+
+    fn render(&self, object: &Value) -> Value {
+        let info = &self.target.info;
+        let view = to_view(info, object);
+        match self.format {
+            Format::Json => view,
+            Format::Metadata => partial_metadata(&view),
+            Format::Table => {
+                let rv = view.get("metadata").and_then(|m| m.get("resourceVersion")).cloned().unwrap_or(Value::Null);
+                table(info, &[view], json!({"resourceVersion": rv}))
+            }
+        }
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let (api_version, kind) = match self.format {
+            Format::Json => (self.target.info.api_version(), self.target.info.kind.clone()),
+            Format::Metadata => ("meta.k8s.io/v1".to_string(), "PartialObjectMetadata".to_string()),
+            Format::Table => ("meta.k8s.io/v1".to_string(), "Table".to_string()),
+        };
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        line("BOOKMARK", json!({"kind": kind, "apiVersion": api_version, "metadata": metadata}))
+    }
+}
+
+fn line(event_type: &str, object: Value) -> Bytes {
+    let mut text = json!({"type": event_type, "object": object}).to_string();
+    text.push('\n');
+    Bytes::from(text)
+}
