@@ -25,6 +25,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     // Subcommands are added here, one line each, in alphabetical order.
+    /// The in-memory Kubernetes API stand-in (demos and tests only, never production).
+    Apiserver(cmd::apiserver::Args),
     /// Offline tools for a set of metallb.io manifests.
     #[command(subcommand)]
     Config(cmd::config::Command),
@@ -33,6 +35,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Apiserver(args) => cmd::apiserver::run(args),
         Command::Config(command) => cmd::config::run(command),
     };
     match result {
