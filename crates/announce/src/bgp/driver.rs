@@ -93,6 +93,29 @@ pub struct PeerStatus {
     pub bfd: Option<bfd::packet::State>,
 }
 
+/// Capacity of the event broadcast; slow listeners lose the oldest events.
+const EVENT_CHANNEL_LEN: usize = 64;
+
+/// Something that happened on a peer, for logs and tools.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// The BGP session changed state.
+    StateChange {
+        /// Old state.
+        from: State,
+        /// New state.
+        to: State,
+    },
+    /// The peer sent a NOTIFICATION.
+    NotificationReceived(super::message::Notification),
+    /// We sent a NOTIFICATION.
+    NotificationSent(super::message::Notification),
+    /// The BFD session changed state.
+    BfdState(bfd::packet::State),
+    /// A connection attempt failed.
+    ConnectFailed(String),
+}
+
 /// Commands to a peer task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -108,10 +131,16 @@ pub struct PeerHandle {
     routes: watch::Sender<BTreeMap<IpNet, RouteAttributes>>,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<PeerStatus>,
+    events: tokio::sync::broadcast::Sender<PeerEvent>,
     task: JoinHandle<()>,
 }
 
 impl PeerHandle {
+    /// Subscribes to the peer's events.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<PeerEvent> {
+        self.events.subscribe()
+    }
+
     /// Replaces the routes advertised to this peer.
     pub fn set_routes(&self, routes: BTreeMap<IpNet, RouteAttributes>) {
         self.routes.send_replace(routes);
@@ -151,7 +180,9 @@ pub fn spawn(config: PeerConfig, metrics: Option<Metrics>) -> PeerHandle {
         last_error: None,
         bfd: None,
     });
+    let (events_tx, _) = tokio::sync::broadcast::channel(EVENT_CHANNEL_LEN);
     let driver = Driver {
+        events: events_tx.clone(),
         session: Session::new(config.session.clone()),
         label: PeerLabel {
             peer: config.peer.to_string(),
@@ -171,6 +202,7 @@ pub fn spawn(config: PeerConfig, metrics: Option<Metrics>) -> PeerHandle {
         routes: routes_tx,
         commands: commands_tx,
         status: status_rx,
+        events: events_tx,
         task,
     }
 }
@@ -183,6 +215,7 @@ struct Driver {
     label: PeerLabel,
     metrics: Option<Metrics>,
     status: watch::Sender<PeerStatus>,
+    events: tokio::sync::broadcast::Sender<PeerEvent>,
     writer: Option<OwnedWriteHalf>,
     reader: Option<OwnedReadHalf>,
     connecting: Option<Connecting>,
@@ -219,6 +252,7 @@ impl Driver {
                         Ok(stream) => self.connected(stream).await,
                         Err(error) => {
                             tracing::debug!(peer = %self.config.peer, %error, "connect failed");
+                            let _ = self.events.send(PeerEvent::ConnectFailed(error.to_string()));
                             self.set_error(error);
                             Input::TcpFailed
                         }
@@ -243,6 +277,7 @@ impl Driver {
                 current = bfd_changed(&mut self.bfd_state) => {
                     let previous = self.status.borrow().bfd;
                     self.status.send_modify(|status| status.bfd = Some(current));
+                    let _ = self.events.send(PeerEvent::BfdState(current));
                     // RFC 5882 §4.3: only the loss of an Up session tears BGP down.
                     if previous != Some(bfd::packet::State::Up) || current == bfd::packet::State::Up {
                         continue;
@@ -290,6 +325,7 @@ impl Driver {
                 }
                 Action::StateChange { from, to } => {
                     tracing::info!(peer = %self.config.peer, ?from, ?to, "bgp state transition");
+                    let _ = self.events.send(PeerEvent::StateChange { from, to });
                     self.status.send_modify(|status| {
                         status.state = to;
                         if to == State::Established {
@@ -299,9 +335,11 @@ impl Driver {
                 }
                 Action::NotificationReceived(notification) => {
                     tracing::warn!(peer = %self.config.peer, %notification, data = ?notification.data, "notification received");
+                    let _ = self.events.send(PeerEvent::NotificationReceived(notification));
                 }
                 Action::NotificationSent(notification) => {
                     tracing::warn!(peer = %self.config.peer, %notification, "notification sent");
+                    let _ = self.events.send(PeerEvent::NotificationSent(notification));
                 }
                 Action::Stopped => stopped = true,
             }

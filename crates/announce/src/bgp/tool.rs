@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::driver::{self, Command, Metrics, PeerConfig};
+use super::driver::{self, Command, Metrics, PeerConfig, PeerEvent};
 use super::message::{Community, LargeCommunity};
 use super::metrics::{BfdMetrics, BgpMetrics};
 use super::rib::RouteAttributes;
@@ -337,25 +337,27 @@ pub async fn run(config: ToolConfig) -> Result<(), ToolError> {
     }
     let peer = driver::spawn(config.peer_config(), Some(metrics));
     peer.set_routes(config.routes());
-    let mut status = peer.status();
+    let mut events = peer.events();
     let verbose = config.verbose;
     let printer = tokio::spawn(async move {
-        let mut last = None;
-        while status.changed().await.is_ok() {
-            let now = status.borrow_and_update().clone();
-            let key = (now.state, now.bfd);
-            if verbose && last != Some(key) {
-                let bfd = now
-                    .bfd
-                    .map(|state| format!(" bfd={state:?}"))
-                    .unwrap_or_default();
-                let error = now
-                    .last_error
-                    .as_ref()
-                    .map(|e| format!(" error=\"{e}\""))
-                    .unwrap_or_default();
-                println!("bgp state={:?}{bfd}{error}", now.state);
-                last = Some(key);
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            if !verbose {
+                continue;
+            }
+            match event {
+                PeerEvent::StateChange { from, to } => println!("bgp state {from:?} -> {to:?}"),
+                PeerEvent::NotificationReceived(n) => {
+                    println!("bgp notification received {n} data={:02x?}", n.data);
+                }
+                PeerEvent::NotificationSent(n) => println!("bgp notification sent {n}"),
+                PeerEvent::BfdState(state) => println!("bfd state {state:?}"),
+                PeerEvent::ConnectFailed(error) => println!("bgp connect failed: {error}"),
             }
         }
     });
