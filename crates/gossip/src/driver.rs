@@ -131,11 +131,32 @@ pub struct Driver {
     pub task: JoinHandle<()>,
 }
 
+/// Fault injection for benchmarks and tests. The defaults inject nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DriverOptions {
+    /// Drop this many received datagrams per thousand, at random, before the core sees them. (The
+    /// benchmark uses it for packet loss because this kernel has no `netem`.)
+    pub receive_loss_per_mille: u32,
+    /// Seed of the loss RNG.
+    pub loss_seed: u64,
+}
+
 /// Spawns the driver task for `membership` on `socket`, announcing to `seeds` at once.
 pub fn spawn(membership: Membership, socket: UdpSocket, seeds: Vec<SocketAddr>, clock: Arc<dyn Clock>) -> Driver {
+    spawn_with_options(membership, socket, seeds, clock, DriverOptions::default())
+}
+
+/// [`spawn`], with fault injection.
+pub fn spawn_with_options(
+    membership: Membership,
+    socket: UdpSocket,
+    seeds: Vec<SocketAddr>,
+    clock: Arc<dyn Clock>,
+    options: DriverOptions,
+) -> Driver {
     let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_MAX);
     let (events_tx, events_rx) = mpsc::channel(EVENTS_MAX);
-    let task = tokio::spawn(run(membership, socket, seeds, clock, commands_rx, events_tx));
+    let task = tokio::spawn(run(membership, socket, seeds, clock, options, commands_rx, events_tx));
     Driver { handle: GossipHandle { commands: commands_tx }, events: events_rx, task }
 }
 
@@ -144,9 +165,12 @@ async fn run(
     socket: UdpSocket,
     seeds: Vec<SocketAddr>,
     clock: Arc<dyn Clock>,
+    options: DriverOptions,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<MemberEvent>,
 ) {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let mut loss_rng = rand_chacha::ChaCha8Rng::seed_from_u64(options.loss_seed);
     let mut buffer = vec![0u8; RECEIVE_BYTES_MAX];
     membership.handle(clock.now(), Input::Join(seeds));
     loop {
@@ -161,6 +185,9 @@ async fn run(
         tokio::select! {
             received = socket.recv_from(&mut buffer) => match received {
                 Ok((length, from)) => {
+                    if options.receive_loss_per_mille > 0 && loss_rng.next_u32() % 1000 < options.receive_loss_per_mille {
+                        continue;
+                    }
                     let bytes = buffer.get(..length).unwrap_or_default().to_vec();
                     membership.handle(clock.now(), Input::Datagram { from, bytes });
                 }
