@@ -23,7 +23,9 @@ impl std::str::FromStr for Profile {
         match value {
             "lan" => Ok(Self::Lan),
             "wan" => Ok(Self::Wan),
-            other => Err(ConfigError::UnknownProfile { profile: other.to_string() }),
+            other => Err(ConfigError::UnknownProfile {
+                profile: other.to_string(),
+            }),
         }
     }
 }
@@ -160,7 +162,8 @@ impl Config {
     /// The suspicion timeout for a cluster of `members` (including us).
     pub fn suspicion_timeout(&self, members: usize) -> Duration {
         let scale = (members.max(1) as f64).log10().max(1.0);
-        self.probe_period.mul_f64(f64::from(self.suspicion_multiplier) * scale)
+        self.probe_period
+            .mul_f64(f64::from(self.suspicion_multiplier) * scale)
     }
 
     /// How often each update is piggybacked in a cluster of `members`.
@@ -196,6 +199,12 @@ mod tests {
     fn bad_values_name_the_field() {
         let mut config = Config::lan("c");
         config.probe_timeout = config.probe_period;
-        assert!(matches!(config.validate(), Err(ConfigError::Invalid { field: "probe_timeout", .. })));
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                field: "probe_timeout",
+                ..
+            })
+        ));
     }
 }

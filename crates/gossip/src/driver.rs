@@ -46,7 +46,10 @@ impl Clock for SystemClock {
 /// An incarnation for a fresh start: milliseconds since the Unix epoch, so a restart is always
 /// newer than the life before it (as long as the wall clock does not jump back across a restart).
 pub fn boot_incarnation() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
 }
 
 /// 64 bits from the OS for [`Membership::new`]'s seed.
@@ -142,7 +145,12 @@ pub struct DriverOptions {
 }
 
 /// Spawns the driver task for `membership` on `socket`, announcing to `seeds` at once.
-pub fn spawn(membership: Membership, socket: UdpSocket, seeds: Vec<SocketAddr>, clock: Arc<dyn Clock>) -> Driver {
+pub fn spawn(
+    membership: Membership,
+    socket: UdpSocket,
+    seeds: Vec<SocketAddr>,
+    clock: Arc<dyn Clock>,
+) -> Driver {
     spawn_with_options(membership, socket, seeds, clock, DriverOptions::default())
 }
 
@@ -156,8 +164,22 @@ pub fn spawn_with_options(
 ) -> Driver {
     let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_MAX);
     let (events_tx, events_rx) = mpsc::channel(EVENTS_MAX);
-    let task = tokio::spawn(run(membership, socket, seeds, clock, options, commands_rx, events_tx));
-    Driver { handle: GossipHandle { commands: commands_tx }, events: events_rx, task }
+    let task = tokio::spawn(run(
+        membership,
+        socket,
+        seeds,
+        clock,
+        options,
+        commands_rx,
+        events_tx,
+    ));
+    Driver {
+        handle: GossipHandle {
+            commands: commands_tx,
+        },
+        events: events_rx,
+        task,
+    }
 }
 
 async fn run(
@@ -217,7 +239,11 @@ async fn run(
     }
 }
 
-async fn flush(membership: &mut Membership, socket: &UdpSocket, events: &mpsc::Sender<MemberEvent>) {
+async fn flush(
+    membership: &mut Membership,
+    socket: &UdpSocket,
+    events: &mpsc::Sender<MemberEvent>,
+) {
     while let Some(action) = membership.poll_action() {
         match action {
             Action::Send { to, bytes } => {

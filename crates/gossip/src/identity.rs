@@ -18,7 +18,10 @@ impl NodeName {
             return Err(NodeNameError::Empty);
         }
         if name.len() > NODE_NAME_BYTES_MAX {
-            return Err(NodeNameError::TooLong { name, bytes: NODE_NAME_BYTES_MAX });
+            return Err(NodeNameError::TooLong {
+                name,
+                bytes: NODE_NAME_BYTES_MAX,
+            });
         }
         if let Some(character) = name
             .chars()
@@ -104,13 +107,21 @@ pub struct MemberId {
 impl MemberId {
     /// Builds an identity.
     pub fn new(name: NodeName, incarnation: u64, addr: SocketAddr) -> Self {
-        Self { name, incarnation, addr }
+        Self {
+            name,
+            incarnation,
+            addr,
+        }
     }
 }
 
 impl fmt::Display for MemberId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}#{}@{}", self.name, self.incarnation, self.addr)
+        write!(
+            formatter,
+            "{}#{}@{}",
+            self.name, self.incarnation, self.addr
+        )
     }
 }
 
@@ -125,7 +136,10 @@ impl foca::Identity for FocaId {
     fn renew(&self) -> Option<Self> {
         // Declared down (a partition, a long pause): come back at once as a new life.
         let incarnation = self.0.incarnation.checked_add(1)?;
-        Some(Self(MemberId { incarnation, ..self.0.clone() }))
+        Some(Self(MemberId {
+            incarnation,
+            ..self.0.clone()
+        }))
     }
 
     fn addr(&self) -> SocketAddr {

@@ -31,7 +31,9 @@ pub mod wire;
 
 pub use config::{Config, ConfigError, Profile, DEFAULT_MTU_BYTES, DEFAULT_PORT};
 pub use identity::{MemberId, NodeName, NodeNameError};
-pub use membership::{Action, Input, Liveness, MemberEvent, MemberSnapshot, Membership, StateError};
+pub use membership::{
+    Action, Input, Liveness, MemberEvent, MemberSnapshot, Membership, StateError,
+};
 pub use metrics::GossipMetrics;
 pub use seal::{DropReason, KeyError, Keyring, SealedTransport, PROTOCOL_VERSION};
 pub use state::NodeState;
@@ -39,13 +41,19 @@ pub use wire::{DecodeError, CLAIMS_MAX};
 
 /// Opens and decodes one datagram the way [`Membership`] does, without a protocol behind it: for
 /// fuzzing that no bytes make the receive path panic. Returns the frame kind on success.
-pub fn open_and_decode(transport: &mut SealedTransport, from: std::net::SocketAddr, bytes: &[u8]) -> Result<u8, DropReason> {
+pub fn open_and_decode(
+    transport: &mut SealedTransport,
+    from: std::net::SocketAddr,
+    bytes: &[u8],
+) -> Result<u8, DropReason> {
     let plaintext = transport.open(from, bytes)?;
     let frame = wire::decode_frame(&plaintext).map_err(|_| DropReason::Malformed)?;
     Ok(match frame {
         wire::Frame::Foca(payload) => {
             // Decode foca's header and members with our codec, as foca would.
-            let mut codec = wire::WireCodec { shared: state::SharedHandle::default() };
+            let mut codec = wire::WireCodec {
+                shared: state::SharedHandle::default(),
+            };
             let mut rest: &[u8] = &payload;
             use foca::Codec;
             let _ = codec.decode_header(&mut rest);

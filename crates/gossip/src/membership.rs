@@ -144,7 +144,11 @@ enum TimerKind {
     Sync,
     Rejoin,
     /// Repeat "you are suspected" to a suspect while it stays suspected at this incarnation.
-    SuspectNotice { id: MemberId, swim_incarnation: u16, remaining: u8 },
+    SuspectNotice {
+        id: MemberId,
+        swim_incarnation: u16,
+        remaining: u8,
+    },
 }
 
 /// How many times a suspect is told directly (spread over the suspicion timeout).
@@ -244,7 +248,8 @@ fn foca_config(config: &Config, members: usize) -> foca::Config {
         probe_period: config.probe_period,
         probe_rtt: config.probe_timeout,
         num_indirect_probes: fanout,
-        max_transmissions: NonZeroU8::new(config.retransmissions(members)).unwrap_or(NonZeroU8::MIN),
+        max_transmissions: NonZeroU8::new(config.retransmissions(members))
+            .unwrap_or(NonZeroU8::MIN),
         suspect_to_down_after: config.suspicion_timeout(members),
         remove_down_after: Some(config.forget_down_after),
         max_packet_size: NonZeroUsize::new(plaintext_max).unwrap_or(NonZeroUsize::MIN),
@@ -257,7 +262,10 @@ fn foca_config(config: &Config, members: usize) -> foca::Config {
             frequency: config.rejoin_interval,
             num_members: NonZeroUsize::MIN.saturating_add(1),
         }),
-        periodic_gossip: Some(PeriodicParams { frequency: config.gossip_interval, num_members: fanout }),
+        periodic_gossip: Some(PeriodicParams {
+            frequency: config.gossip_interval,
+            num_members: fanout,
+        }),
     }
 }
 
@@ -265,7 +273,13 @@ impl Membership {
     /// A member `me` of the cluster `config.cluster_name`, sealing with `keyring`. `seed` drives
     /// every random choice (probe order, nonce prefix); give the driver 64 bits from the OS, and the
     /// simulator its seed.
-    pub fn new(config: Config, me: MemberId, keyring: Keyring, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+    pub fn new(
+        config: Config,
+        me: MemberId,
+        keyring: Keyring,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut foca_rng = ChaCha8Rng::seed_from_u64(seed);
         foca_rng.set_stream(1);
@@ -274,15 +288,25 @@ impl Membership {
         let mut boot_id = [0u8; 4];
         rng.fill_bytes(&mut boot_id);
         let counter_start = rng.next_u64();
-        let transport = SealedTransport::new(&config.cluster_name, keyring, config.mtu_bytes, boot_id, counter_start);
+        let transport = SealedTransport::new(
+            &config.cluster_name,
+            keyring,
+            config.mtu_bytes,
+            boot_id,
+            counter_start,
+        );
         let shared = SharedHandle::default();
         shared.lock().local = Some(me.name.clone());
         let swim = Foca::with_custom_broadcast(
             FocaId(me.clone()),
             foca_config(&config, 1),
             FocaRng(foca_rng),
-            WireCodec { shared: shared.clone() },
-            StateHandler { shared: shared.clone() },
+            WireCodec {
+                shared: shared.clone(),
+            },
+            StateHandler {
+                shared: shared.clone(),
+            },
         );
         let mut membership = Self {
             config,
@@ -292,7 +316,10 @@ impl Membership {
             rng,
             shared,
             me,
-            local_state: NodeState { protocol_version: PROTOCOL_VERSION, ..NodeState::default() },
+            local_state: NodeState {
+                protocol_version: PROTOCOL_VERSION,
+                ..NodeState::default()
+            },
             local_version: 0,
             view: BTreeMap::new(),
             timers: BTreeMap::new(),
@@ -340,15 +367,23 @@ impl Membership {
             .map(|entry| MemberSnapshot {
                 id: entry.id.clone(),
                 liveness: entry.liveness,
-                state: shared.states.get(&entry.id.name).filter(|r| r.member == entry.id).map(|r| r.state.clone()),
+                state: shared
+                    .states
+                    .get(&entry.id.name)
+                    .filter(|r| r.member == entry.id)
+                    .map(|r| r.state.clone()),
             })
             .collect()
     }
 
     /// The names of the active (alive or suspect) members, us included.
     pub fn active_names(&self) -> BTreeSet<NodeName> {
-        let mut names: BTreeSet<NodeName> =
-            self.view.values().filter(|e| e.liveness.is_active()).map(|e| e.id.name.clone()).collect();
+        let mut names: BTreeSet<NodeName> = self
+            .view
+            .values()
+            .filter(|e| e.liveness.is_active())
+            .map(|e| e.id.name.clone())
+            .collect();
         if !self.left {
             names.insert(self.me.name.clone());
         }
@@ -373,7 +408,9 @@ impl Membership {
     /// Publishes the claims; fails if there are more than [`CLAIMS_MAX`].
     pub fn set_claims(&mut self, now: Instant, claims: BTreeSet<IpAddr>) -> Result<(), StateError> {
         if claims.len() > CLAIMS_MAX {
-            return Err(StateError::TooManyClaims { claims: claims.len() });
+            return Err(StateError::TooManyClaims {
+                claims: claims.len(),
+            });
         }
         self.handle(now, Input::SetClaims(claims));
         Ok(())
@@ -430,9 +467,18 @@ impl Membership {
         if self.left {
             return;
         }
-        let alive: BTreeSet<SocketAddr> =
-            self.view.values().filter(|e| e.liveness.is_active()).map(|e| e.id.addr).collect();
-        let targets: Vec<SocketAddr> = self.seeds.iter().filter(|s| !alive.contains(s)).copied().collect();
+        let alive: BTreeSet<SocketAddr> = self
+            .view
+            .values()
+            .filter(|e| e.liveness.is_active())
+            .map(|e| e.id.addr)
+            .collect();
+        let targets: Vec<SocketAddr> = self
+            .seeds
+            .iter()
+            .filter(|s| !alive.contains(s))
+            .copied()
+            .collect();
         let backlog = self.swim.updates_backlog();
         for seed in targets {
             // We do not know the seed's name or incarnation yet: foca accepts an announce addressed
@@ -445,7 +491,11 @@ impl Membership {
 
     fn publish(&mut self, now: Instant) {
         self.local_version += 1;
-        let record = StateRecord { member: self.me.clone(), version: self.local_version, state: self.local_state.clone() };
+        let record = StateRecord {
+            member: self.me.clone(),
+            version: self.local_version,
+            state: self.local_state.clone(),
+        };
         let item = encode_item(&Item::State(record));
         let backlog = self.swim.updates_backlog();
         // Stores the record in the shared table (as from ourselves) and queues it for dissemination.
@@ -462,12 +512,18 @@ impl Membership {
         self.publish(now);
         let me = self.me.clone();
         self.shared.lock().apply_goodbye(me.clone());
-        let _ = self.swim.add_broadcast(&encode_item(&Item::Goodbye(me.clone())));
+        let _ = self
+            .swim
+            .add_broadcast(&encode_item(&Item::Goodbye(me.clone())));
         // Tell every active member directly, so all see `Left` within one trip.
         let mut frame = vec![wire::KIND_GOODBYE];
         wire::put_member_id(&mut frame, &me);
-        let targets: Vec<SocketAddr> =
-            self.view.values().filter(|e| e.liveness.is_active()).map(|e| e.id.addr).collect();
+        let targets: Vec<SocketAddr> = self
+            .view
+            .values()
+            .filter(|e| e.liveness.is_active())
+            .map(|e| e.id.addr)
+            .collect();
         for to in targets {
             self.send_frame(to, &frame);
         }
@@ -482,14 +538,21 @@ impl Membership {
         // Bounded: timers armed while handling are due later than `now` (foca never asks for a zero
         // delay in practice), and the bound stops a pathological loop anyway.
         for _ in 0..10_000 {
-            let Some((&key, _)) = self.timers.iter().next() else { break };
+            let Some((&key, _)) = self.timers.iter().next() else {
+                break;
+            };
             if key.0 > now {
                 break;
             }
-            let Some(kind) = self.timers.remove(&key) else { break };
+            let Some(kind) = self.timers.remove(&key) else {
+                break;
+            };
             match kind {
                 TimerKind::Foca(timer) => {
-                    let force = matches!(timer, Timer::ChangeSuspectToDown { .. } | Timer::RemoveDown(_));
+                    let force = matches!(
+                        timer,
+                        Timer::ChangeSuspectToDown { .. } | Timer::RemoveDown(_)
+                    );
                     let backlog = self.swim.updates_backlog();
                     let _ = self.swim.handle_timer(timer, &mut self.collector);
                     self.after_swim(now, force, backlog);
@@ -504,9 +567,15 @@ impl Membership {
                     let at = now + self.jitter(self.config.rejoin_interval);
                     self.arm(at, TimerKind::Rejoin);
                 }
-                TimerKind::SuspectNotice { id, swim_incarnation, remaining } => {
+                TimerKind::SuspectNotice {
+                    id,
+                    swim_incarnation,
+                    remaining,
+                } => {
                     let still = self.view.get(&id.name).is_some_and(|e| {
-                        e.id == id && e.liveness == Liveness::Suspect && e.swim_incarnation == swim_incarnation
+                        e.id == id
+                            && e.liveness == Liveness::Suspect
+                            && e.swim_incarnation == swim_incarnation
                     });
                     if still {
                         self.suspect_notice(now, id, swim_incarnation, remaining);
@@ -529,21 +598,18 @@ impl Membership {
                 return;
             }
         };
-        let frame = match decode_frame(&plaintext) {
-            Ok(frame) => frame,
-            Err(_) => {
-                self.metrics.drop_datagram(DropReason::Malformed);
-                return;
-            }
+        let Ok(frame) = decode_frame(&plaintext) else {
+            self.metrics.drop_datagram(DropReason::Malformed);
+            return;
         };
         match frame {
             Frame::Foca(payload) => {
                 let backlog = self.swim.updates_backlog();
                 if let Err(error) = self.swim.handle_data(&payload, &mut self.collector) {
                     self.metrics.drop_datagram(match error {
-                        foca::Error::Decode(_) | foca::Error::MalformedPacket | foca::Error::DataTooBig => {
-                            DropReason::Malformed
-                        }
+                        foca::Error::Decode(_)
+                        | foca::Error::MalformedPacket
+                        | foca::Error::DataTooBig => DropReason::Malformed,
                         _ => DropReason::Rejected,
                     });
                 }
@@ -567,7 +633,9 @@ impl Membership {
                 // foca refutes a suspicion about itself by raising its SWIM incarnation.
                 let backlog = self.swim.updates_backlog();
                 let suspected = Member::new(FocaId(id), swim_incarnation, State::Suspect);
-                let _ = self.swim.apply_many(std::iter::once(suspected), true, &mut self.collector);
+                let _ = self
+                    .swim
+                    .apply_many(std::iter::once(suspected), true, &mut self.collector);
                 self.after_swim(now, false, backlog);
             }
             Frame::Goodbye(id) => {
@@ -577,22 +645,23 @@ impl Membership {
                 }
                 self.shared.lock().apply_goodbye(id.clone());
                 let backlog = self.swim.updates_backlog();
-                let _ = self.swim.apply_many(std::iter::once(Member::down(FocaId(id))), true, &mut self.collector);
+                let _ = self.swim.apply_many(
+                    std::iter::once(Member::down(FocaId(id))),
+                    true,
+                    &mut self.collector,
+                );
                 self.after_swim(now, true, backlog);
             }
         }
     }
 
     fn send_frame(&mut self, to: SocketAddr, frame: &[u8]) {
-        match self.transport.seal(frame) {
-            Ok(bytes) => {
-                self.metrics.sent_bytes.inc_by(bytes.len() as u64);
-                self.metrics.sent_datagrams.inc();
-                self.actions.push_back(Action::Send { to, bytes });
-            }
-            // Only an oversized frame or an exhausted nonce counter: both are bugs we refuse to
-            // paper over by sending in clear; the datagram is not sent.
-            Err(_) => {}
+        // Sealing fails only for an oversized frame or an exhausted nonce counter: the datagram is
+        // then not sent (never in clear).
+        if let Ok(bytes) = self.transport.seal(frame) {
+            self.metrics.sent_bytes.inc_by(bytes.len() as u64);
+            self.metrics.sent_datagrams.inc();
+            self.actions.push_back(Action::Send { to, bytes });
         }
     }
 
@@ -603,7 +672,12 @@ impl Membership {
             let timers = std::mem::take(&mut self.collector.timers);
             let notifications = std::mem::take(&mut self.collector.notifications);
             for (after, timer) in timers {
-                if let Timer::ChangeSuspectToDown { member_id, incarnation, .. } = &timer {
+                if let Timer::ChangeSuspectToDown {
+                    member_id,
+                    incarnation,
+                    ..
+                } = &timer
+                {
                     // A member just became suspect here: tell it directly, so it can refute.
                     force_diff = true;
                     self.suspect_notice(now, member_id.0.clone(), *incarnation, SUSPECT_NOTICES);
@@ -711,13 +785,25 @@ impl Membership {
         wire::put_member_id(&mut frame, &id);
         frame.extend_from_slice(&swim_incarnation.to_be_bytes());
         self.send_frame(id.addr, &frame);
-        let every = self.config.suspicion_timeout(self.configured_members) / u32::from(SUSPECT_NOTICES);
-        self.arm(now + every, TimerKind::SuspectNotice { id, swim_incarnation, remaining: remaining - 1 });
+        let every =
+            self.config.suspicion_timeout(self.configured_members) / u32::from(SUSPECT_NOTICES);
+        self.arm(
+            now + every,
+            TimerKind::SuspectNotice {
+                id,
+                swim_incarnation,
+                remaining: remaining - 1,
+            },
+        );
     }
 
     fn publish_without_flush(&mut self) {
         self.local_version += 1;
-        let record = StateRecord { member: self.me.clone(), version: self.local_version, state: self.local_state.clone() };
+        let record = StateRecord {
+            member: self.me.clone(),
+            version: self.local_version,
+            state: self.local_state.clone(),
+        };
         let _ = self.swim.add_broadcast(&encode_item(&Item::State(record)));
     }
 
@@ -745,7 +831,8 @@ impl Membership {
                         State::Down => Liveness::Down,
                     };
                     entry.swim_incarnation != seen.swim_incarnation
-                        || (liveness != entry.liveness && !(liveness == Liveness::Down && entry.liveness == Liveness::Left))
+                        || (liveness != entry.liveness
+                            && !(liveness == Liveness::Down && entry.liveness == Liveness::Left))
                 }
             }
         })
@@ -769,12 +856,18 @@ impl Membership {
                 Some((existing, _, _)) => id.incarnation > existing.incarnation,
             };
             if replace {
-                best.insert(id.name.clone(), (id.clone(), member.incarnation(), member.state()));
+                best.insert(
+                    id.name.clone(),
+                    (id.clone(), member.incarnation(), member.state()),
+                );
             }
         }
         let superseded: Vec<MemberId> = all_active
             .into_iter()
-            .filter(|id| best.get(&id.name).is_some_and(|(newest, _, _)| newest.incarnation > id.incarnation))
+            .filter(|id| {
+                best.get(&id.name)
+                    .is_some_and(|(newest, _, _)| newest.incarnation > id.incarnation)
+            })
             .collect();
         let departed = self.shared.lock().departed.clone();
         let mut events = Vec::new();
@@ -790,14 +883,20 @@ impl Membership {
                 Some(entry) if entry.id == *id => {
                     entry.swim_incarnation = *swim_incarnation;
                     let before = entry.liveness;
-                    if before == liveness || (before == Liveness::Left && liveness == Liveness::Down) {
+                    if before == liveness
+                        || (before == Liveness::Left && liveness == Liveness::Down)
+                    {
                         continue;
                     }
                     entry.liveness = liveness;
                     news = true;
                     match (before, liveness) {
-                        (Liveness::Alive, Liveness::Suspect) => events.push(MemberEvent::Suspect(id.clone())),
-                        (Liveness::Suspect, Liveness::Alive) => events.push(MemberEvent::Alive(id.clone())),
+                        (Liveness::Alive, Liveness::Suspect) => {
+                            events.push(MemberEvent::Suspect(id.clone()))
+                        }
+                        (Liveness::Suspect, Liveness::Alive) => {
+                            events.push(MemberEvent::Alive(id.clone()))
+                        }
                         (Liveness::Alive | Liveness::Suspect, Liveness::Down) => {
                             events.push(MemberEvent::Down(id.clone()))
                         }
@@ -828,7 +927,11 @@ impl Membership {
                     }
                     self.view.insert(
                         name.clone(),
-                        ViewEntry { id: id.clone(), swim_incarnation: *swim_incarnation, liveness },
+                        ViewEntry {
+                            id: id.clone(),
+                            swim_incarnation: *swim_incarnation,
+                            liveness,
+                        },
                     );
                     if liveness.is_active() {
                         events.push(MemberEvent::Up(id.clone()));
@@ -841,7 +944,12 @@ impl Membership {
             }
         }
         // Members foca forgot (down for `forget_down_after`).
-        let forgotten: Vec<NodeName> = self.view.keys().filter(|n| !best.contains_key(*n)).cloned().collect();
+        let forgotten: Vec<NodeName> = self
+            .view
+            .keys()
+            .filter(|n| !best.contains_key(*n))
+            .cloned()
+            .collect();
         for name in forgotten {
             if let Some(entry) = self.view.remove(&name) {
                 if entry.liveness.is_active() {
@@ -857,8 +965,16 @@ impl Membership {
         for entry in self.view.values() {
             *counts.entry(entry.liveness).or_default() += 1;
         }
-        for liveness in [Liveness::Alive, Liveness::Suspect, Liveness::Down, Liveness::Left] {
-            self.metrics.set_members(liveness.as_str(), counts.get(&liveness).copied().unwrap_or(0));
+        for liveness in [
+            Liveness::Alive,
+            Liveness::Suspect,
+            Liveness::Down,
+            Liveness::Left,
+        ] {
+            self.metrics.set_members(
+                liveness.as_str(),
+                counts.get(&liveness).copied().unwrap_or(0),
+            );
         }
         (news, superseded)
     }
@@ -896,21 +1012,32 @@ impl Membership {
     }
 
     fn adjust_config(&mut self) {
-        let members = self.view.values().filter(|e| e.liveness.is_active()).count() + 1;
+        let members = self
+            .view
+            .values()
+            .filter(|e| e.liveness.is_active())
+            .count()
+            + 1;
         if members == self.configured_members {
             return;
         }
         let old = foca_config(&self.config, self.configured_members);
         let new = foca_config(&self.config, members);
-        if old.suspect_to_down_after != new.suspect_to_down_after || old.max_transmissions != new.max_transmissions {
+        if old.suspect_to_down_after != new.suspect_to_down_after
+            || old.max_transmissions != new.max_transmissions
+        {
             let _ = self.swim.set_config(new);
         }
         self.configured_members = members;
     }
 
     fn random_active(&mut self) -> Option<SocketAddr> {
-        let active: Vec<SocketAddr> =
-            self.view.values().filter(|e| e.liveness.is_active()).map(|e| e.id.addr).collect();
+        let active: Vec<SocketAddr> = self
+            .view
+            .values()
+            .filter(|e| e.liveness.is_active())
+            .map(|e| e.id.addr)
+            .collect();
         if active.is_empty() {
             return None;
         }
@@ -932,7 +1059,10 @@ impl Membership {
             .values()
             .filter(|record| {
                 record.member == self.me
-                    || self.view.get(&record.member.name).is_some_and(|e| e.liveness.is_active() && e.id == record.member)
+                    || self
+                        .view
+                        .get(&record.member.name)
+                        .is_some_and(|e| e.liveness.is_active() && e.id == record.member)
             })
             .cloned()
             .collect()
@@ -946,11 +1076,16 @@ impl Membership {
         if self.left {
             return;
         }
-        let Some(to) = self.random_active() else { return };
+        let Some(to) = self.random_active() else {
+            return;
+        };
         let records = self.sync_records();
         // Rotate through the table one page per tick, starting after the last name sent.
         let start = match &self.sync_cursor {
-            Some(cursor) => records.iter().position(|r| r.member.name > *cursor).unwrap_or(0),
+            Some(cursor) => records
+                .iter()
+                .position(|r| r.member.name > *cursor)
+                .unwrap_or(0),
             None => 0,
         };
         let ordered = records.iter().skip(start).chain(records.iter().take(start));
@@ -958,7 +1093,13 @@ impl Membership {
         if count == 0 {
             return;
         }
-        self.sync_cursor = records.iter().cycle().skip(start).take(count).last().map(|r| r.member.name.clone());
+        self.sync_cursor = records
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(count)
+            .last()
+            .map(|r| r.member.name.clone());
         self.send_frame(to, &frame);
     }
 
@@ -969,7 +1110,8 @@ impl Membership {
             if offset >= records.len() {
                 break;
             }
-            let (frame, count) = wire::encode_page(records.iter().skip(offset), self.page_bytes_max());
+            let (frame, count) =
+                wire::encode_page(records.iter().skip(offset), self.page_bytes_max());
             if count == 0 {
                 break;
             }

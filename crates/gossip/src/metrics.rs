@@ -33,12 +33,36 @@ impl GossipMetrics {
     pub fn register(&self, registry: &mut Registry) {
         let registry = registry.sub_registry_with_prefix("ironlb_gossip");
         registry.register("members", "Members known, by state", self.members.clone());
-        registry.register("detections", "Membership events, by event", self.detections.clone());
-        registry.register("sent_bytes", "UDP payload bytes sent", self.sent_bytes.clone());
-        registry.register("sent_datagrams", "Datagrams sent", self.sent_datagrams.clone());
-        registry.register("received_bytes", "UDP payload bytes received", self.received_bytes.clone());
-        registry.register("received_datagrams", "Datagrams received", self.received_datagrams.clone());
-        registry.register("dropped", "Datagrams dropped before the protocol, by reason", self.dropped.clone());
+        registry.register(
+            "detections",
+            "Membership events, by event",
+            self.detections.clone(),
+        );
+        registry.register(
+            "sent_bytes",
+            "UDP payload bytes sent",
+            self.sent_bytes.clone(),
+        );
+        registry.register(
+            "sent_datagrams",
+            "Datagrams sent",
+            self.sent_datagrams.clone(),
+        );
+        registry.register(
+            "received_bytes",
+            "UDP payload bytes received",
+            self.received_bytes.clone(),
+        );
+        registry.register(
+            "received_datagrams",
+            "Datagrams received",
+            self.received_datagrams.clone(),
+        );
+        registry.register(
+            "dropped",
+            "Datagrams dropped before the protocol, by reason",
+            self.dropped.clone(),
+        );
         for reason in DropReason::ALL {
             let _ = self.dropped.get_or_create(&[("reason", reason.as_str())]);
         }
@@ -46,11 +70,15 @@ impl GossipMetrics {
 
     /// How many datagrams were dropped for `reason`.
     pub fn dropped_count(&self, reason: DropReason) -> u64 {
-        self.dropped.get_or_create(&[("reason", reason.as_str())]).get()
+        self.dropped
+            .get_or_create(&[("reason", reason.as_str())])
+            .get()
     }
 
     pub(crate) fn drop_datagram(&self, reason: DropReason) {
-        self.dropped.get_or_create(&[("reason", reason.as_str())]).inc();
+        self.dropped
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc();
     }
 
     pub(crate) fn detection(&self, event: &'static str) {
@@ -58,6 +86,8 @@ impl GossipMetrics {
     }
 
     pub(crate) fn set_members(&self, state: &'static str, count: usize) {
-        self.members.get_or_create(&[("state", state)]).set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.members
+            .get_or_create(&[("state", state)])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 }

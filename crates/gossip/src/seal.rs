@@ -183,7 +183,10 @@ impl hkdf::KeyType for Length {
 
 fn derive(name: &str, secret: &[u8]) -> Result<DerivedKey, KeyError> {
     if secret.len() < SECRET_BYTES_MIN {
-        return Err(KeyError::TooShort { name: name.to_string(), bytes: secret.len() });
+        return Err(KeyError::TooShort {
+            name: name.to_string(),
+            bytes: secret.len(),
+        });
     }
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, HKDF_SALT).extract(secret);
     let mut key_bytes = [0u8; 32];
@@ -195,7 +198,11 @@ fn derive(name: &str, secret: &[u8]) -> Result<DerivedKey, KeyError> {
         .and_then(|okm| okm.fill(&mut id_bytes))
         .map_err(|_| KeyError::Derivation)?;
     let unbound = UnboundKey::new(&AES_256_GCM, &key_bytes).map_err(|_| KeyError::Derivation)?;
-    Ok(DerivedKey { name: name.to_string(), id: u16::from_be_bytes(id_bytes), key: LessSafeKey::new(unbound) })
+    Ok(DerivedKey {
+        name: name.to_string(),
+        id: u16::from_be_bytes(id_bytes),
+        key: LessSafeKey::new(unbound),
+    })
 }
 
 /// The keys of a cluster: the primary seals, every key opens.
@@ -212,13 +219,18 @@ impl Keyring {
     /// A ring from named secrets; the first one is the primary.
     pub fn with_keys(secrets: &[(&str, &[u8])]) -> Result<Self, KeyError> {
         if secrets.len() > KEYRING_KEYS_MAX {
-            return Err(KeyError::TooMany { keys: secrets.len() });
+            return Err(KeyError::TooMany {
+                keys: secrets.len(),
+            });
         }
         let mut keys: Vec<DerivedKey> = Vec::with_capacity(secrets.len());
         for (name, secret) in secrets {
             let derived = derive(name, secret)?;
             if let Some(existing) = keys.iter().find(|k| k.id == derived.id) {
-                return Err(KeyError::DuplicateKeyId { first: existing.name.clone(), second: derived.name });
+                return Err(KeyError::DuplicateKeyId {
+                    first: existing.name.clone(),
+                    second: derived.name,
+                });
             }
             keys.push(derived);
         }
@@ -241,7 +253,10 @@ impl fmt::Debug for Keyring {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print key material.
         let names: Vec<&str> = self.keys.iter().map(|k| k.name.as_str()).collect();
-        formatter.debug_struct("Keyring").field("keys", &names).finish()
+        formatter
+            .debug_struct("Keyring")
+            .field("keys", &names)
+            .finish()
     }
 }
 
@@ -265,7 +280,11 @@ impl ReplayWindow {
     fn record(&mut self, counter: u64) {
         if counter > self.highest {
             let shift = counter - self.highest;
-            self.seen = if shift >= REPLAY_WINDOW { 0 } else { self.seen << shift };
+            self.seen = if shift >= REPLAY_WINDOW {
+                0
+            } else {
+                self.seen << shift
+            };
             self.seen |= 1;
             self.highest = counter;
         } else {
@@ -289,14 +308,26 @@ pub struct SealedTransport {
 
 /// The 2-byte tag of a cluster name, in clear in every header.
 pub fn cluster_tag(cluster_name: &str) -> u16 {
-    let digest = digest::digest(&digest::SHA256, format!("ironlb-gossip cluster {cluster_name}").as_bytes());
+    let digest = digest::digest(
+        &digest::SHA256,
+        format!("ironlb-gossip cluster {cluster_name}").as_bytes(),
+    );
     let bytes = digest.as_ref();
-    u16::from_be_bytes([bytes.first().copied().unwrap_or(0), bytes.get(1).copied().unwrap_or(0)])
+    u16::from_be_bytes([
+        bytes.first().copied().unwrap_or(0),
+        bytes.get(1).copied().unwrap_or(0),
+    ])
 }
 
 impl SealedTransport {
     /// `boot_id` and `counter_start` must be random per boot (see the module doc).
-    pub fn new(cluster_name: &str, keyring: Keyring, mtu_bytes: usize, boot_id: [u8; 4], counter_start: u64) -> Self {
+    pub fn new(
+        cluster_name: &str,
+        keyring: Keyring,
+        mtu_bytes: usize,
+        boot_id: [u8; 4],
+        counter_start: u64,
+    ) -> Self {
         Self {
             cluster_name: cluster_name.to_string(),
             cluster_tag: cluster_tag(cluster_name),
@@ -333,7 +364,10 @@ impl SealedTransport {
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let bytes = plaintext.len() + OVERHEAD_BYTES;
         if bytes > self.mtu_bytes {
-            return Err(SealError::Oversized { bytes, mtu_bytes: self.mtu_bytes });
+            return Err(SealError::Oversized {
+                bytes,
+                mtu_bytes: self.mtu_bytes,
+            });
         }
         let key = self.keyring.primary().ok_or(SealError::Aead)?;
         let counter = self.counter;
@@ -350,7 +384,11 @@ impl SealedTransport {
         let mut body = plaintext.to_vec();
         let tag = key
             .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad),
+                &mut body,
+            )
             .map_err(|_| SealError::Aead)?;
         out.extend_from_slice(&body);
         out.extend_from_slice(tag.as_ref());
@@ -368,10 +406,18 @@ impl SealedTransport {
         let (header, sealed) = datagram.split_at(HEADER_BYTES);
         let mut fields = crate::wire::Reader::new(header);
         let version = fields.u8("version").map_err(|_| DropReason::Truncated)?;
-        let tag = fields.u16("cluster tag").map_err(|_| DropReason::Truncated)?;
+        let tag = fields
+            .u16("cluster tag")
+            .map_err(|_| DropReason::Truncated)?;
         let key_id = fields.u16("key id").map_err(|_| DropReason::Truncated)?;
-        let boot_id = fields.array::<4>("boot id").map_err(|_| DropReason::Truncated)?;
-        let counter = u64::from_be_bytes(fields.array::<8>("counter").map_err(|_| DropReason::Truncated)?);
+        let boot_id = fields
+            .array::<4>("boot id")
+            .map_err(|_| DropReason::Truncated)?;
+        let counter = u64::from_be_bytes(
+            fields
+                .array::<8>("counter")
+                .map_err(|_| DropReason::Truncated)?,
+        );
         if version != ENVELOPE_VERSION {
             return Err(DropReason::UnsupportedVersion);
         }
@@ -392,19 +438,31 @@ impl SealedTransport {
         let mut body = sealed.to_vec();
         let plaintext_len = key
             .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad),
+                &mut body,
+            )
             .map_err(|_| DropReason::AuthFailed)?
             .len();
         body.truncate(plaintext_len);
         self.touches += 1;
         let touched = self.touches;
         if !self.windows.contains_key(&window_key) && self.windows.len() >= REPLAY_SENDERS_MAX {
-            let oldest = self.windows.iter().min_by_key(|(_, w)| w.touched).map(|(k, _)| *k);
+            let oldest = self
+                .windows
+                .iter()
+                .min_by_key(|(_, w)| w.touched)
+                .map(|(k, _)| *k);
             if let Some(oldest) = oldest {
                 self.windows.remove(&oldest);
             }
         }
-        let window = self.windows.entry(window_key).or_insert(ReplayWindow { highest: counter, seen: 0, touched });
+        let window = self.windows.entry(window_key).or_insert(ReplayWindow {
+            highest: counter,
+            seen: 0,
+            touched,
+        });
         window.record(counter);
         window.touched = touched;
         Ok(body)
@@ -429,7 +487,13 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn transport(cluster: &str, secret: &[u8], boot: u8) -> SealedTransport {
-        SealedTransport::new(cluster, Keyring::new(secret).unwrap(), 1400, [boot; 4], 1000)
+        SealedTransport::new(
+            cluster,
+            Keyring::new(secret).unwrap(),
+            1400,
+            [boot; 4],
+            1000,
+        )
     }
 
     fn from() -> SocketAddr {
@@ -460,15 +524,27 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         assert_eq!(b.open(from(), &flipped), Err(DropReason::AuthFailed));
         assert_eq!(b.open(from(), &sealed[..10]), Err(DropReason::Truncated));
-        assert_eq!(b.open(from(), &sealed[..sealed.len() - 1]), Err(DropReason::AuthFailed));
+        assert_eq!(
+            b.open(from(), &sealed[..sealed.len() - 1]),
+            Err(DropReason::AuthFailed)
+        );
         assert_eq!(b.open(from(), &vec![0u8; 1401]), Err(DropReason::Oversized));
         let mut version = sealed.clone();
         version[0] = 9;
-        assert_eq!(b.open(from(), &version), Err(DropReason::UnsupportedVersion));
+        assert_eq!(
+            b.open(from(), &version),
+            Err(DropReason::UnsupportedVersion)
+        );
         let mut other_cluster = transport("other", SECRET, 3);
-        assert_eq!(b.open(from(), &other_cluster.seal(b"x").unwrap()), Err(DropReason::WrongCluster));
+        assert_eq!(
+            b.open(from(), &other_cluster.seal(b"x").unwrap()),
+            Err(DropReason::WrongCluster)
+        );
         let mut wrong_key = transport("c", b"another secret key of 32 bytes!!", 4);
-        assert_eq!(b.open(from(), &wrong_key.seal(b"x").unwrap()), Err(DropReason::UnknownKey));
+        assert_eq!(
+            b.open(from(), &wrong_key.seal(b"x").unwrap()),
+            Err(DropReason::UnknownKey)
+        );
         assert_eq!(b.open(from(), &sealed).unwrap(), b"hello world");
         assert_eq!(b.open(from(), &sealed), Err(DropReason::Replay));
     }
@@ -477,12 +553,18 @@ mod tests {
     fn same_tag_other_cluster_name_fails_authentication() {
         // Find a cluster name whose 2-byte tag collides with "c": the AAD still binds the full name.
         let target = cluster_tag("c");
-        let Some(name) = (0..2_000_000u32).map(|i| format!("x{i}")).find(|n| cluster_tag(n) == target) else {
+        let Some(name) = (0..2_000_000u32)
+            .map(|i| format!("x{i}"))
+            .find(|n| cluster_tag(n) == target)
+        else {
             return;
         };
         let mut a = transport(&name, SECRET, 1);
         let mut b = transport("c", SECRET, 2);
-        assert_eq!(b.open(from(), &a.seal(b"x").unwrap()), Err(DropReason::AuthFailed));
+        assert_eq!(
+            b.open(from(), &a.seal(b"x").unwrap()),
+            Err(DropReason::AuthFailed)
+        );
     }
 
     #[test]
@@ -493,11 +575,17 @@ mod tests {
         assert!(b.open(from(), &datagrams[150]).is_ok());
         assert!(b.open(from(), &datagrams[100]).is_ok(), "inside the window");
         assert_eq!(b.open(from(), &datagrams[100]), Err(DropReason::Replay));
-        assert_eq!(b.open(from(), &datagrams[10]), Err(DropReason::Replay), "older than the window");
+        assert_eq!(
+            b.open(from(), &datagrams[10]),
+            Err(DropReason::Replay),
+            "older than the window"
+        );
         assert!(b.open(from(), &datagrams[199]).is_ok());
         // The window is per sender: the same bytes from another address are a new sender, whose
         // window starts here.
-        assert!(b.open("10.0.0.2:7946".parse().unwrap(), &datagrams[10]).is_ok());
+        assert!(b
+            .open("10.0.0.2:7946".parse().unwrap(), &datagrams[10])
+            .is_ok());
     }
 
     #[test]
@@ -519,14 +607,26 @@ mod tests {
             [3; 4],
             0,
         );
-        assert!(receiver.open(from(), &sender_old.seal(b"a").unwrap()).is_ok());
-        assert!(receiver.open("10.0.0.2:1".parse().unwrap(), &sender_new.seal(b"b").unwrap()).is_ok());
-        assert!(sender_new.open(from(), &sender_old.seal(b"c").unwrap()).is_ok());
+        assert!(receiver
+            .open(from(), &sender_old.seal(b"a").unwrap())
+            .is_ok());
+        assert!(receiver
+            .open(
+                "10.0.0.2:1".parse().unwrap(),
+                &sender_new.seal(b"b").unwrap()
+            )
+            .is_ok());
+        assert!(sender_new
+            .open(from(), &sender_old.seal(b"c").unwrap())
+            .is_ok());
     }
 
     #[test]
     fn short_secrets_are_refused() {
-        assert!(matches!(Keyring::new(b"short"), Err(KeyError::TooShort { .. })));
+        assert!(matches!(
+            Keyring::new(b"short"),
+            Err(KeyError::TooShort { .. })
+        ));
         assert!(matches!(
             Keyring::with_keys(&[("a", SECRET), ("b", SECRET)]),
             Err(KeyError::DuplicateKeyId { .. })

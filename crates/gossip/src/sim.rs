@@ -26,6 +26,9 @@ pub struct Observation {
     pub event: MemberEvent,
 }
 
+/// A datagram in flight: delivery time, sequence (ties), from, to, bytes.
+type Delivery = (Instant, u64, SocketAddr, SocketAddr, Vec<u8>);
+
 struct SimNode {
     membership: Membership,
     running: bool,
@@ -38,7 +41,7 @@ pub struct SimNetwork {
     rng: ChaCha8Rng,
     seed: u64,
     nodes: BTreeMap<SocketAddr, SimNode>,
-    deliveries: BinaryHeap<Reverse<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>>,
+    deliveries: BinaryHeap<Reverse<Delivery>>,
     deadlines: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
     sequence: u64,
     /// Per-mille loss of every datagram.
@@ -57,7 +60,15 @@ pub struct SimNetwork {
 /// The address of simulated member `index` (10.x.y.z:7946).
 pub fn sim_addr(index: u32) -> SocketAddr {
     let index = index + 1;
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, (index >> 16) as u8, (index >> 8) as u8, index as u8)), 7946)
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(
+            10,
+            (index >> 16) as u8,
+            (index >> 8) as u8,
+            index as u8,
+        )),
+        7946,
+    )
 }
 
 impl SimNetwork {
@@ -88,12 +99,29 @@ impl SimNetwork {
     }
 
     /// Adds (or replaces, for a restart) the member `name` at `addr` with `incarnation`.
-    pub fn add(&mut self, config: Config, name: &str, incarnation: u64, addr: SocketAddr, keyring: Keyring) {
-        let me = MemberId::new(NodeName::new(name).unwrap_or_else(|_| NodeName::placeholder()), incarnation, addr);
+    pub fn add(
+        &mut self,
+        config: Config,
+        name: &str,
+        incarnation: u64,
+        addr: SocketAddr,
+        keyring: Keyring,
+    ) {
+        let me = MemberId::new(
+            NodeName::new(name).unwrap_or_else(|_| NodeName::placeholder()),
+            incarnation,
+            addr,
+        );
         let seed = self.seed ^ (u64::from(addr.port()) << 32) ^ incarnation ^ self.rng.next_u64();
         match Membership::new(config, me, keyring, seed, self.now) {
             Ok(membership) => {
-                self.nodes.insert(addr, SimNode { membership, running: true });
+                self.nodes.insert(
+                    addr,
+                    SimNode {
+                        membership,
+                        running: true,
+                    },
+                );
                 self.drain(addr);
             }
             Err(error) => panic!("simulated member {name}: invalid config: {error}"),
@@ -146,24 +174,40 @@ impl SimNetwork {
 
     /// Addresses of the members that run.
     pub fn running(&self) -> Vec<SocketAddr> {
-        self.nodes.iter().filter(|(_, n)| n.running).map(|(a, _)| *a).collect()
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.running)
+            .map(|(a, _)| *a)
+            .collect()
     }
 
     /// Injects raw bytes as if `from` had sent them to `to`, delivered after the usual latency.
     pub fn inject(&mut self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
         self.sequence += 1;
-        self.deliveries.push(Reverse((self.now + self.latency, self.sequence, from, to, bytes)));
+        self.deliveries.push(Reverse((
+            self.now + self.latency,
+            self.sequence,
+            from,
+            to,
+            bytes,
+        )));
     }
 
     fn drain(&mut self, addr: SocketAddr) {
-        let Some(node) = self.nodes.get_mut(&addr) else { return };
+        let Some(node) = self.nodes.get_mut(&addr) else {
+            return;
+        };
         let mut outgoing = Vec::new();
         while let Some(action) = node.membership.poll_action() {
             match action {
                 Action::Send { to, bytes } => outgoing.push((to, bytes)),
                 Action::Event(event) => {
                     if self.record {
-                        self.observations.push(Observation { at: self.now - self.start, observer: addr, event });
+                        self.observations.push(Observation {
+                            at: self.now - self.start,
+                            observer: addr,
+                            event,
+                        });
                     }
                 }
             }
@@ -173,12 +217,19 @@ impl SimNetwork {
         }
         for (to, bytes) in outgoing {
             *self.sent_bytes.entry(addr).or_default() += bytes.len() as u64;
-            let lost = self.loss_per_mille > 0 && (self.rng.next_u32() % 1000) < self.loss_per_mille;
+            let lost =
+                self.loss_per_mille > 0 && (self.rng.next_u32() % 1000) < self.loss_per_mille;
             if lost || self.blocked.contains(&(addr, to)) {
                 continue;
             }
             self.sequence += 1;
-            self.deliveries.push(Reverse((self.now + self.latency, self.sequence, addr, to, bytes)));
+            self.deliveries.push(Reverse((
+                self.now + self.latency,
+                self.sequence,
+                addr,
+                to,
+                bytes,
+            )));
         }
     }
 
@@ -222,7 +273,14 @@ impl SimNetwork {
     }
 
     /// The first instant at which `observer` saw an event matching `predicate`.
-    pub fn first_seen(&self, observer: SocketAddr, predicate: impl Fn(&MemberEvent) -> bool) -> Option<Duration> {
-        self.observations.iter().find(|o| o.observer == observer && predicate(&o.event)).map(|o| o.at)
+    pub fn first_seen(
+        &self,
+        observer: SocketAddr,
+        predicate: impl Fn(&MemberEvent) -> bool,
+    ) -> Option<Duration> {
+        self.observations
+            .iter()
+            .find(|o| o.observer == observer && predicate(&o.event))
+            .map(|o| o.at)
     }
 }

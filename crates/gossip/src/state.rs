@@ -84,7 +84,11 @@ impl Shared {
     pub(crate) fn apply_goodbye(&mut self, id: MemberId) -> bool {
         if self.departed.len() >= DEPARTED_MAX {
             // Forget the oldest lives first (smallest incarnation, then name).
-            let oldest = self.departed.iter().min_by_key(|id| (id.incarnation, id.name.clone())).cloned();
+            let oldest = self
+                .departed
+                .iter()
+                .min_by_key(|id| (id.incarnation, id.name.clone()))
+                .cloned();
             if let Some(oldest) = oldest {
                 self.departed.remove(&oldest);
             }
@@ -109,14 +113,22 @@ impl SharedHandle {
             shared.observed_overflow = true;
             return;
         }
-        shared.observed.push(Observed { id: id.clone(), swim_incarnation, state });
+        shared.observed.push(Observed {
+            id: id.clone(),
+            swim_incarnation,
+            state,
+        });
     }
 }
 
 /// Identifies a custom broadcast so foca can drop the stale ones it is still disseminating.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BroadcastKey {
-    State { name: NodeName, incarnation: u64, version: u64 },
+    State {
+        name: NodeName,
+        incarnation: u64,
+        version: u64,
+    },
     Goodbye(MemberId),
 }
 
@@ -124,8 +136,16 @@ impl Invalidates for BroadcastKey {
     fn invalidates(&self, other: &Self) -> bool {
         match (self, other) {
             (
-                Self::State { name, incarnation, version },
-                Self::State { name: other_name, incarnation: other_incarnation, version: other_version },
+                Self::State {
+                    name,
+                    incarnation,
+                    version,
+                },
+                Self::State {
+                    name: other_name,
+                    incarnation: other_incarnation,
+                    version: other_version,
+                },
             ) => name == other_name && (incarnation, version) >= (other_incarnation, other_version),
             (Self::Goodbye(id), Self::Goodbye(other_id)) => id == other_id,
             _ => false,
@@ -142,7 +162,11 @@ impl BroadcastHandler<FocaId> for StateHandler {
     type Key = BroadcastKey;
     type Error = DecodeError;
 
-    fn receive_item(&mut self, data: &[u8], sender: Option<&FocaId>) -> Result<Option<BroadcastKey>, DecodeError> {
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        sender: Option<&FocaId>,
+    ) -> Result<Option<BroadcastKey>, DecodeError> {
         let mut shared = self.shared.lock();
         match decode_item(data)? {
             Item::State(record) => {

@@ -94,9 +94,19 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(crate) fn bytes(&mut self, length: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
-        let end = self.position.checked_add(length).ok_or(DecodeError::Truncated { field })?;
-        let slice = self.data.get(self.position..end).ok_or(DecodeError::Truncated { field })?;
+    pub(crate) fn bytes(
+        &mut self,
+        length: usize,
+        field: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .position
+            .checked_add(length)
+            .ok_or(DecodeError::Truncated { field })?;
+        let slice = self
+            .data
+            .get(self.position..end)
+            .ok_or(DecodeError::Truncated { field })?;
         self.position = end;
         Ok(slice)
     }
@@ -113,7 +123,10 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes(array))
     }
 
-    pub(crate) fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], DecodeError> {
         let bytes = self.bytes(N, field)?;
         let mut array = [0u8; N];
         array.copy_from_slice(bytes);
@@ -163,7 +176,10 @@ fn read_ip(reader: &mut Reader<'_>) -> Result<IpAddr, DecodeError> {
     match reader.u8("ip family")? {
         4 => Ok(IpAddr::V4(Ipv4Addr::from(reader.array::<4>("ipv4")?))),
         6 => Ok(IpAddr::V6(Ipv6Addr::from(reader.array::<16>("ipv6")?))),
-        other => Err(DecodeError::Invalid { field: "ip family", value: u64::from(other) }),
+        other => Err(DecodeError::Invalid {
+            field: "ip family",
+            value: u64::from(other),
+        }),
     }
 }
 
@@ -180,22 +196,34 @@ pub(crate) fn put_member_id(out: &mut Vec<u8>, id: &MemberId) {
 pub(crate) fn read_member_id(reader: &mut Reader<'_>) -> Result<MemberId, DecodeError> {
     let length = usize::from(reader.u8("name length")?);
     if length > NODE_NAME_BYTES_MAX {
-        return Err(DecodeError::Invalid { field: "name length", value: length as u64 });
+        return Err(DecodeError::Invalid {
+            field: "name length",
+            value: length as u64,
+        });
     }
     let raw = reader.bytes(length, "name")?;
     if let Some(byte) = raw
         .iter()
         .find(|b| !(b.is_ascii_lowercase() || b.is_ascii_digit() || **b == b'-' || **b == b'.'))
     {
-        return Err(DecodeError::Invalid { field: "name character", value: u64::from(*byte) });
+        return Err(DecodeError::Invalid {
+            field: "name character",
+            value: u64::from(*byte),
+        });
     }
     // Only ASCII is left, so this cannot fail; map anyway rather than unwrap.
-    let name = String::from_utf8(raw.to_vec())
-        .map_err(|_| DecodeError::Invalid { field: "name", value: 0 })?;
+    let name = String::from_utf8(raw.to_vec()).map_err(|_| DecodeError::Invalid {
+        field: "name",
+        value: 0,
+    })?;
     let incarnation = reader.varint("incarnation")?;
     let ip = read_ip(reader)?;
     let port = reader.u16("port")?;
-    Ok(MemberId { name: NodeName::from_wire(name), incarnation, addr: SocketAddr::new(ip, port) })
+    Ok(MemberId {
+        name: NodeName::from_wire(name),
+        incarnation,
+        addr: SocketAddr::new(ip, port),
+    })
 }
 
 pub(crate) fn encode_record(record: &StateRecord) -> Vec<u8> {
@@ -218,17 +246,31 @@ pub(crate) fn read_record(reader: &mut Reader<'_>) -> Result<StateRecord, Decode
     let protocol_version = reader.u16("protocol version")?;
     let flags = reader.u8("flags")?;
     if flags > 1 {
-        return Err(DecodeError::Invalid { field: "flags", value: u64::from(flags) });
+        return Err(DecodeError::Invalid {
+            field: "flags",
+            value: u64::from(flags),
+        });
     }
     let count = usize::from(reader.u8("claims length")?);
     if count > CLAIMS_MAX {
-        return Err(DecodeError::Invalid { field: "claims length", value: count as u64 });
+        return Err(DecodeError::Invalid {
+            field: "claims length",
+            value: count as u64,
+        });
     }
     let mut claims = BTreeSet::new();
     for _ in 0..count {
         claims.insert(read_ip(reader)?);
     }
-    Ok(StateRecord { member, version, state: NodeState { claims, leaving: flags == 1, protocol_version } })
+    Ok(StateRecord {
+        member,
+        version,
+        state: NodeState {
+            claims,
+            leaving: flags == 1,
+            protocol_version,
+        },
+    })
 }
 
 /// A decoded custom broadcast item.
@@ -257,7 +299,12 @@ pub(crate) fn decode_item(data: &[u8]) -> Result<Item, DecodeError> {
     let item = match reader.u8("item tag")? {
         ITEM_STATE => Item::State(read_record(&mut reader)?),
         ITEM_GOODBYE => Item::Goodbye(read_member_id(&mut reader)?),
-        other => return Err(DecodeError::Invalid { field: "item tag", value: u64::from(other) }),
+        other => {
+            return Err(DecodeError::Invalid {
+                field: "item tag",
+                value: u64::from(other),
+            })
+        }
     };
     reader.finish()?;
     Ok(item)
@@ -276,7 +323,9 @@ pub(crate) enum Frame {
 pub(crate) fn decode_frame(data: &[u8]) -> Result<Frame, DecodeError> {
     let mut reader = Reader::new(data);
     match reader.u8("frame kind")? {
-        KIND_FOCA => Ok(Frame::Foca(reader.bytes(reader.remaining(), "foca payload")?.to_vec())),
+        KIND_FOCA => Ok(Frame::Foca(
+            reader.bytes(reader.remaining(), "foca payload")?.to_vec(),
+        )),
         KIND_STATE_PAGE => {
             let count = reader.u16("page count")?;
             let mut records = Vec::new();
@@ -301,7 +350,10 @@ pub(crate) fn decode_frame(data: &[u8]) -> Result<Frame, DecodeError> {
             reader.finish()?;
             Ok(Frame::SuspectNotice(id, swim_incarnation))
         }
-        other => Err(DecodeError::Invalid { field: "frame kind", value: u64::from(other) }),
+        other => Err(DecodeError::Invalid {
+            field: "frame kind",
+            value: u64::from(other),
+        }),
     }
 }
 
@@ -346,22 +398,34 @@ fn put_message(out: &mut Vec<u8>, message: &Message<FocaId>) {
     match message {
         Message::Ping(probe) => out.extend_from_slice(&[MSG_PING, *probe]),
         Message::Ack(probe) => out.extend_from_slice(&[MSG_ACK, *probe]),
-        Message::PingReq { target, probe_number } => {
+        Message::PingReq {
+            target,
+            probe_number,
+        } => {
             out.push(MSG_PING_REQ);
             put_member_id(out, &target.0);
             out.push(*probe_number);
         }
-        Message::IndirectPing { origin, probe_number } => {
+        Message::IndirectPing {
+            origin,
+            probe_number,
+        } => {
             out.push(MSG_INDIRECT_PING);
             put_member_id(out, &origin.0);
             out.push(*probe_number);
         }
-        Message::IndirectAck { target, probe_number } => {
+        Message::IndirectAck {
+            target,
+            probe_number,
+        } => {
             out.push(MSG_INDIRECT_ACK);
             put_member_id(out, &target.0);
             out.push(*probe_number);
         }
-        Message::ForwardedAck { origin, probe_number } => {
+        Message::ForwardedAck {
+            origin,
+            probe_number,
+        } => {
             out.push(MSG_FORWARDED_ACK);
             put_member_id(out, &origin.0);
             out.push(*probe_number);
@@ -400,7 +464,12 @@ fn read_message(reader: &mut Reader<'_>) -> Result<Message<FocaId>, DecodeError>
         MSG_ANNOUNCE => Message::Announce,
         MSG_BROADCAST => Message::Broadcast,
         MSG_TURN_UNDEAD => Message::TurnUndead,
-        other => return Err(DecodeError::Invalid { field: "message tag", value: u64::from(other) }),
+        other => {
+            return Err(DecodeError::Invalid {
+                field: "message tag",
+                value: u64::from(other),
+            })
+        }
     };
     Ok(message)
 }
@@ -444,7 +513,11 @@ fn put_all(encoded: &[u8], mut buf: impl BufMut) -> Result<(), CodecError> {
 impl foca::Codec<FocaId> for WireCodec {
     type Error = CodecError;
 
-    fn encode_header(&mut self, header: &Header<FocaId>, buf: impl BufMut) -> Result<(), Self::Error> {
+    fn encode_header(
+        &mut self,
+        header: &Header<FocaId>,
+        buf: impl BufMut,
+    ) -> Result<(), Self::Error> {
         let mut out = Vec::with_capacity(64);
         put_member_id(&mut out, &header.src.0);
         out.extend_from_slice(&header.src_incarnation.to_be_bytes());
@@ -462,10 +535,19 @@ impl foca::Codec<FocaId> for WireCodec {
         let consumed = reader.consumed();
         buf.advance(consumed);
         self.shared.observe(&src, src_incarnation, State::Alive);
-        Ok(Header { src: FocaId(src), src_incarnation, dst: FocaId(dst), message })
+        Ok(Header {
+            src: FocaId(src),
+            src_incarnation,
+            dst: FocaId(dst),
+            message,
+        })
     }
 
-    fn encode_member(&mut self, member: &Member<FocaId>, buf: impl BufMut) -> Result<(), Self::Error> {
+    fn encode_member(
+        &mut self,
+        member: &Member<FocaId>,
+        buf: impl BufMut,
+    ) -> Result<(), Self::Error> {
         let mut out = Vec::with_capacity(48);
         put_member_id(&mut out, &member.id().0);
         out.extend_from_slice(&member.incarnation().to_be_bytes());
@@ -485,7 +567,13 @@ impl foca::Codec<FocaId> for WireCodec {
             STATE_ALIVE => State::Alive,
             STATE_SUSPECT => State::Suspect,
             STATE_DOWN => State::Down,
-            other => return Err(DecodeError::Invalid { field: "member state", value: u64::from(other) }.into()),
+            other => {
+                return Err(DecodeError::Invalid {
+                    field: "member state",
+                    value: u64::from(other),
+                }
+                .into())
+            }
         };
         let consumed = reader.consumed();
         buf.advance(consumed);
@@ -499,7 +587,11 @@ mod tests {
     use super::*;
 
     fn id(name: &str, incarnation: u64, addr: &str) -> MemberId {
-        MemberId::new(NodeName::new(name).unwrap(), incarnation, addr.parse().unwrap())
+        MemberId::new(
+            NodeName::new(name).unwrap(),
+            incarnation,
+            addr.parse().unwrap(),
+        )
     }
 
     #[test]
@@ -534,7 +626,10 @@ mod tests {
         assert_eq!(read_record(&mut reader).unwrap(), record);
         reader.finish().unwrap();
         for length in 0..encoded.len() {
-            assert!(read_record(&mut Reader::new(&encoded[..length])).is_err(), "prefix {length}");
+            assert!(
+                read_record(&mut Reader::new(&encoded[..length])).is_err(),
+                "prefix {length}"
+            );
         }
     }
 
@@ -544,7 +639,10 @@ mod tests {
         let mut out = vec![KIND_GOODBYE];
         put_member_id(&mut out, &goodbye);
         assert_eq!(decode_frame(&out).unwrap(), Frame::Goodbye(goodbye));
-        assert_eq!(decode_frame(&[KIND_SYNC_REQUEST]).unwrap(), Frame::SyncRequest);
+        assert_eq!(
+            decode_frame(&[KIND_SYNC_REQUEST]).unwrap(),
+            Frame::SyncRequest
+        );
         assert!(decode_frame(&[KIND_SYNC_REQUEST, 0]).is_err());
         assert!(decode_frame(&[99]).is_err());
         assert!(decode_frame(&[]).is_err());

@@ -53,7 +53,9 @@ fn every_survivor_sees_a_killed_member_down() {
     net.kill(victim);
     net.run_for(Duration::from_secs(2));
     for survivor in addrs.iter().filter(|a| **a != victim) {
-        let seen = net.first_seen(*survivor, is_down_of(victim)).expect("survivor saw the death");
+        let seen = net
+            .first_seen(*survivor, is_down_of(victim))
+            .expect("survivor saw the death");
         assert!(seen > killed_at);
         let members = net.member(*survivor).unwrap().members();
         let entry = members.iter().find(|m| m.id.addr == victim).unwrap();
@@ -83,17 +85,26 @@ fn a_live_member_refutes_suspicion() {
         net.run_for(Duration::from_secs(2));
         let events: Vec<_> = net.observations.iter().filter(|o| o.at > start).collect();
         assert!(
-            !events.iter().any(|o| matches!(&o.event, MemberEvent::Down(_))),
+            !events
+                .iter()
+                .any(|o| matches!(&o.event, MemberEvent::Down(_))),
             "seed {seed}: a short cut must not kill anyone: {events:?}"
         );
-        let suspected = events.iter().any(|o| matches!(&o.event, MemberEvent::Suspect(id) if id.addr == victim));
-        let alive_again = events.iter().any(|o| matches!(&o.event, MemberEvent::Alive(id) if id.addr == victim));
+        let suspected = events
+            .iter()
+            .any(|o| matches!(&o.event, MemberEvent::Suspect(id) if id.addr == victim));
+        let alive_again = events
+            .iter()
+            .any(|o| matches!(&o.event, MemberEvent::Alive(id) if id.addr == victim));
         if suspected {
             assert!(alive_again, "seed {seed}: suspicion without refutation");
             refuted += 1;
         }
     }
-    assert!(refuted > 0, "no seed produced a suspicion; the scenario no longer tests refutation");
+    assert!(
+        refuted > 0,
+        "no seed produced a suspicion; the scenario no longer tests refutation"
+    );
 }
 
 #[test]
@@ -106,13 +117,22 @@ fn a_restarted_member_is_a_new_life() {
     net.input(node, Input::Join(vec![addrs[0]]));
     net.run_for(Duration::from_secs(3));
     for observer in addrs.iter().filter(|a| **a != node) {
-        let down_old = net.first_seen(*observer, |e| matches!(e, MemberEvent::Down(id) if id.addr == node && id.incarnation == 1000));
-        let up_new = net.first_seen(*observer, |e| matches!(e, MemberEvent::Up(id) if id.addr == node && id.incarnation == 2000));
+        let down_old = net.first_seen(
+            *observer,
+            |e| matches!(e, MemberEvent::Down(id) if id.addr == node && id.incarnation == 1000),
+        );
+        let up_new = net.first_seen(
+            *observer,
+            |e| matches!(e, MemberEvent::Up(id) if id.addr == node && id.incarnation == 2000),
+        );
         assert!(down_old.is_some(), "{observer} never retired the old life");
         assert!(up_new.is_some(), "{observer} never saw the new life");
         let members = net.member(*observer).unwrap().members();
         let entry = members.iter().find(|m| m.id.addr == node).unwrap();
-        assert_eq!((entry.id.incarnation, entry.liveness), (2000, Liveness::Alive));
+        assert_eq!(
+            (entry.id.incarnation, entry.liveness),
+            (2000, Liveness::Alive)
+        );
     }
 }
 
@@ -124,12 +144,22 @@ fn leave_is_seen_as_left_within_a_round_trip() {
     net.input(leaver, Input::Leave);
     net.run_for(Duration::from_millis(5));
     for observer in addrs.iter().filter(|a| **a != leaver) {
-        let left = net.first_seen(*observer, |e| matches!(e, MemberEvent::Left(id) if id.addr == leaver));
+        let left = net.first_seen(
+            *observer,
+            |e| matches!(e, MemberEvent::Left(id) if id.addr == leaver),
+        );
         let left = left.unwrap_or_else(|| panic!("{observer} did not see Left"));
-        assert!(left - at <= Duration::from_millis(2), "Left after {:?}", left - at);
+        assert!(
+            left - at <= Duration::from_millis(2),
+            "Left after {:?}",
+            left - at
+        );
     }
     net.run_for(Duration::from_secs(2));
-    assert!(!net.observations.iter().any(|o| matches!(&o.event, MemberEvent::Down(_))));
+    assert!(!net
+        .observations
+        .iter()
+        .any(|o| matches!(&o.event, MemberEvent::Down(_))));
     assert!(net.member(leaver).unwrap().has_left());
 }
 
@@ -141,7 +171,10 @@ fn claims(ips: &[&str]) -> BTreeSet<IpAddr> {
 fn state_converges_including_a_late_joiner() {
     let (mut net, addrs) = cluster(4, 5);
     for (index, addr) in addrs.iter().enumerate() {
-        net.input(*addr, Input::SetClaims(claims(&[&format!("192.0.2.{index}")])));
+        net.input(
+            *addr,
+            Input::SetClaims(claims(&[&format!("192.0.2.{index}")])),
+        );
     }
     net.input(addrs[2], Input::SetLeaving(true));
     // Let the broadcasts finish, so the late joiner can only learn them by anti-entropy.
@@ -154,14 +187,32 @@ fn state_converges_including_a_late_joiner() {
         let members = net.member(*observer).unwrap().members();
         assert_eq!(members.len(), 5, "{observer}");
         for member in members.iter().filter(|m| m.id.name.as_str() != "late") {
-            let index: usize = member.id.name.as_str().trim_start_matches("node-").parse().unwrap();
-            let state = member.state.as_ref().unwrap_or_else(|| panic!("{observer} lacks the state of {}", member.id));
-            assert_eq!(state.claims, claims(&[&format!("192.0.2.{index}")]), "{observer} on {}", member.id);
+            let index: usize = member
+                .id
+                .name
+                .as_str()
+                .trim_start_matches("node-")
+                .parse()
+                .unwrap();
+            let state = member
+                .state
+                .as_ref()
+                .unwrap_or_else(|| panic!("{observer} lacks the state of {}", member.id));
+            assert_eq!(
+                state.claims,
+                claims(&[&format!("192.0.2.{index}")]),
+                "{observer} on {}",
+                member.id
+            );
             assert_eq!(state.leaving, index == 2);
             assert_eq!(state.protocol_version, ironlb_gossip::PROTOCOL_VERSION);
         }
     }
-    let updated = net.observations.iter().filter(|o| o.observer == late && matches!(o.event, MemberEvent::Updated(..))).count();
+    let updated = net
+        .observations
+        .iter()
+        .filter(|o| o.observer == late && matches!(o.event, MemberEvent::Updated(..)))
+        .count();
     assert!(updated >= 5, "late joiner got {updated} Updated events");
 }
 
@@ -172,10 +223,18 @@ fn partition_and_heal() {
     net.partition(left, right);
     net.run_for(Duration::from_secs(2));
     for observer in left {
-        assert_eq!(net.member(*observer).unwrap().active_names().len(), 3, "{observer} during partition");
+        assert_eq!(
+            net.member(*observer).unwrap().active_names().len(),
+            3,
+            "{observer} during partition"
+        );
     }
     for observer in right {
-        assert_eq!(net.member(*observer).unwrap().active_names().len(), 2, "{observer} during partition");
+        assert_eq!(
+            net.member(*observer).unwrap().active_names().len(),
+            2,
+            "{observer} during partition"
+        );
     }
     net.heal();
     net.run_for(Duration::from_secs(10));
@@ -192,7 +251,10 @@ fn the_same_seed_replays_the_same_history() {
         net.loss_per_mille = 20;
         net.kill(addrs[1]);
         net.run_for(Duration::from_secs(1));
-        net.observations.iter().map(|o| format!("{:?} {} {:?}", o.at, o.observer, o.event)).collect::<Vec<_>>()
+        net.observations
+            .iter()
+            .map(|o| format!("{:?} {} {:?}", o.at, o.observer, o.event))
+            .collect::<Vec<_>>()
     };
     assert_eq!(run(7), run(7));
 }
@@ -201,13 +263,25 @@ fn the_same_seed_replays_the_same_history() {
 fn a_wrong_key_never_joins_and_every_drop_is_counted() {
     let (mut net, addrs) = cluster(6, 3);
     let intruder = sim_addr(50);
-    net.add(config(), "intruder", 1000, intruder, Keyring::new(b"not the cluster secret at all!!!").unwrap());
+    net.add(
+        config(),
+        "intruder",
+        1000,
+        intruder,
+        Keyring::new(b"not the cluster secret at all!!!").unwrap(),
+    );
     net.input(intruder, Input::Join(addrs.clone()));
     net.run_for(Duration::from_secs(3));
-    assert!(net.member(intruder).unwrap().members().is_empty(), "the intruder learned members");
+    assert!(
+        net.member(intruder).unwrap().members().is_empty(),
+        "the intruder learned members"
+    );
     for addr in &addrs {
         let member = net.member(*addr).unwrap();
-        assert!(member.members().iter().all(|m| m.id.name.as_str() != "intruder"));
+        assert!(member
+            .members()
+            .iter()
+            .all(|m| m.id.name.as_str() != "intruder"));
         assert!(member.metrics().dropped_count(DropReason::UnknownKey) > 0);
     }
 
@@ -224,21 +298,38 @@ fn a_wrong_key_never_joins_and_every_drop_is_counted() {
         (flipped, DropReason::AuthFailed),
         (valid[..20].to_vec(), DropReason::Truncated),
         (valid[..valid.len() - 3].to_vec(), DropReason::AuthFailed),
-        (other_cluster.seal(&[KIND_SYNC_REQUEST]).unwrap(), DropReason::WrongCluster),
+        (
+            other_cluster.seal(&[KIND_SYNC_REQUEST]).unwrap(),
+            DropReason::WrongCluster,
+        ),
         (same_key.seal(&[0xee]).unwrap(), DropReason::Malformed),
     ];
     for (bytes, reason) in cases {
         let before = net.member(target).unwrap().metrics().dropped_count(reason);
         net.inject(forger, target, bytes);
         net.run_for(Duration::from_millis(1));
-        assert_eq!(net.member(target).unwrap().metrics().dropped_count(reason), before + 1, "{reason}");
+        assert_eq!(
+            net.member(target).unwrap().metrics().dropped_count(reason),
+            before + 1,
+            "{reason}"
+        );
     }
     // A valid datagram is accepted once, then dropped as a replay.
-    let before = net.member(target).unwrap().metrics().dropped_count(DropReason::Replay);
+    let before = net
+        .member(target)
+        .unwrap()
+        .metrics()
+        .dropped_count(DropReason::Replay);
     net.inject(forger, target, valid.clone());
     net.inject(forger, target, valid);
     net.run_for(Duration::from_millis(1));
-    assert_eq!(net.member(target).unwrap().metrics().dropped_count(DropReason::Replay), before + 1);
+    assert_eq!(
+        net.member(target)
+            .unwrap()
+            .metrics()
+            .dropped_count(DropReason::Replay),
+        before + 1
+    );
 }
 
 #[test]
@@ -248,30 +339,44 @@ fn key_rotation_keeps_the_cluster_whole() {
     let mut net = SimNetwork::new(8);
     let addrs: Vec<SocketAddr> = (0..4).map(sim_addr).collect();
     for (index, addr) in addrs.iter().enumerate() {
-        net.add(config(), &name(index as u32), 1000, *addr, Keyring::new(old).unwrap());
+        net.add(
+            config(),
+            &name(index as u32),
+            1000,
+            *addr,
+            Keyring::new(old).unwrap(),
+        );
         net.input(*addr, Input::Join(vec![addrs[0]]));
     }
     net.run_for(Duration::from_secs(2));
     let start = net.elapsed();
     // Step 1, one member at a time: add the new key for opening.
     for addr in &addrs {
-        net.member_mut(*addr).unwrap().set_keyring(Keyring::with_keys(&[("secretkey", old), ("next", new)]).unwrap());
+        net.member_mut(*addr)
+            .unwrap()
+            .set_keyring(Keyring::with_keys(&[("secretkey", old), ("next", new)]).unwrap());
         net.run_for(Duration::from_millis(500));
     }
     // Step 2: make the new key primary, one member at a time (mixed senders for a while).
     for addr in &addrs {
-        net.member_mut(*addr).unwrap().set_keyring(Keyring::with_keys(&[("secretkey", new), ("previous", old)]).unwrap());
+        net.member_mut(*addr)
+            .unwrap()
+            .set_keyring(Keyring::with_keys(&[("secretkey", new), ("previous", old)]).unwrap());
         net.run_for(Duration::from_millis(500));
     }
     // Step 3: drop the old key.
     for addr in &addrs {
-        net.member_mut(*addr).unwrap().set_keyring(Keyring::new(new).unwrap());
+        net.member_mut(*addr)
+            .unwrap()
+            .set_keyring(Keyring::new(new).unwrap());
     }
     net.run_for(Duration::from_secs(2));
     let bad: Vec<_> = net
         .observations
         .iter()
-        .filter(|o| o.at > start && matches!(o.event, MemberEvent::Down(_) | MemberEvent::Suspect(_)))
+        .filter(|o| {
+            o.at > start && matches!(o.event, MemberEvent::Down(_) | MemberEvent::Suspect(_))
+        })
         .collect();
     assert!(bad.is_empty(), "{bad:?}");
     for addr in &addrs {

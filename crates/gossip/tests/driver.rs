@@ -12,7 +12,11 @@ use tokio::net::UdpSocket;
 
 const SECRET: &[u8] = b"loopback test secret, 32 bytes..";
 
-async fn wait_for(driver: &mut Driver, deadline: Instant, predicate: impl Fn(&MemberEvent) -> bool) -> bool {
+async fn wait_for(
+    driver: &mut Driver,
+    deadline: Instant,
+    predicate: impl Fn(&MemberEvent) -> bool,
+) -> bool {
     while Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_millis(200), driver.events.recv()).await {
             Ok(Some(event)) if predicate(&event) => return true,
@@ -32,11 +36,23 @@ async fn five_members_on_loopback_see_a_killed_one_down() {
     let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
     let mut drivers: BTreeMap<usize, Driver> = BTreeMap::new();
     for (index, socket) in sockets.into_iter().enumerate() {
-        let me = MemberId::new(NodeName::new(format!("node-{index}")).unwrap(), 1000, addrs[index]);
-        let membership =
-            Membership::new(Config::lan("loopback"), me, Keyring::new(SECRET).unwrap(), index as u64, Instant::now())
-                .unwrap();
-        drivers.insert(index, spawn(membership, socket, vec![addrs[0]], Arc::new(SystemClock)));
+        let me = MemberId::new(
+            NodeName::new(format!("node-{index}")).unwrap(),
+            1000,
+            addrs[index],
+        );
+        let membership = Membership::new(
+            Config::lan("loopback"),
+            me,
+            Keyring::new(SECRET).unwrap(),
+            index as u64,
+            Instant::now(),
+        )
+        .unwrap();
+        drivers.insert(
+            index,
+            spawn(membership, socket, vec![addrs[0]], Arc::new(SystemClock)),
+        );
     }
     // Everyone sees the four others up.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -46,7 +62,11 @@ async fn five_members_on_loopback_see_a_killed_one_down() {
             let seen = wait_for(driver, deadline, |e| matches!(e, MemberEvent::Up(_))).await;
             assert!(seen, "node-{index} saw only {up:?} come up");
             let members = driver.handle.members().await.unwrap();
-            up = members.iter().filter(|m| m.liveness.is_active()).map(|m| m.id.name.clone()).collect();
+            up = members
+                .iter()
+                .filter(|m| m.liveness.is_active())
+                .map(|m| m.id.name.clone())
+                .collect();
         }
     }
     // Kill one: abort its task, which closes its socket.
@@ -56,7 +76,12 @@ async fn five_members_on_loopback_see_a_killed_one_down() {
     let _ = killed.task.await;
     let deadline = Instant::now() + Duration::from_secs(30);
     for (index, driver) in drivers.iter_mut() {
-        let seen = wait_for(driver, deadline, |e| matches!(e, MemberEvent::Down(id) if id.addr == addrs[victim])).await;
+        let seen = wait_for(
+            driver,
+            deadline,
+            |e| matches!(e, MemberEvent::Down(id) if id.addr == addrs[victim]),
+        )
+        .await;
         assert!(seen, "node-{index} never saw node-{victim} down");
     }
     // And a graceful leave is seen as Left.
@@ -64,7 +89,12 @@ async fn five_members_on_loopback_see_a_killed_one_down() {
     leaver.handle.leave().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     for (index, driver) in drivers.iter_mut() {
-        let seen = wait_for(driver, deadline, |e| matches!(e, MemberEvent::Left(id) if id.addr == addrs[4])).await;
+        let seen = wait_for(
+            driver,
+            deadline,
+            |e| matches!(e, MemberEvent::Left(id) if id.addr == addrs[4]),
+        )
+        .await;
         assert!(seen, "node-{index} never saw node-4 leave");
     }
 }

@@ -42,7 +42,10 @@ struct Options {
 
 fn options() -> Result<Options, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let member_bin = exe.with_file_name("gossip-member").to_string_lossy().into_owned();
+    let member_bin = exe
+        .with_file_name("gossip-member")
+        .to_string_lossy()
+        .into_owned();
     let mut options = Options {
         sizes: vec![5, 20],
         kills: 20,
@@ -54,7 +57,10 @@ fn options() -> Result<Options, String> {
         member_bin,
     };
     let list = |v: &str| -> Result<Vec<usize>, String> {
-        v.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().map_err(|e| format!("{s}: {e}"))).collect()
+        v.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_err(|e| format!("{s}: {e}")))
+            .collect()
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -63,10 +69,18 @@ fn options() -> Result<Options, String> {
             "--sizes" => options.sizes = list(&value)?,
             "--kills" => options.kills = value.parse().map_err(|e| format!("--kills: {e}"))?,
             "--serf-sizes" => options.serf_sizes = list(&value)?,
-            "--serf-kills" => options.serf_kills = value.parse().map_err(|e| format!("--serf-kills: {e}"))?,
-            "--healthy-secs" => options.healthy_secs = value.parse().map_err(|e| format!("--healthy-secs: {e}"))?,
-            "--loss-percent" => options.loss_percent = value.parse().map_err(|e| format!("--loss-percent: {e}"))?,
-            "--sim-members" => options.sim_members = value.parse().map_err(|e| format!("--sim-members: {e}"))?,
+            "--serf-kills" => {
+                options.serf_kills = value.parse().map_err(|e| format!("--serf-kills: {e}"))?
+            }
+            "--healthy-secs" => {
+                options.healthy_secs = value.parse().map_err(|e| format!("--healthy-secs: {e}"))?
+            }
+            "--loss-percent" => {
+                options.loss_percent = value.parse().map_err(|e| format!("--loss-percent: {e}"))?
+            }
+            "--sim-members" => {
+                options.sim_members = value.parse().map_err(|e| format!("--sim-members: {e}"))?
+            }
             "--member-bin" => options.member_bin = value,
             other => return Err(format!("unknown flag {other}")),
         }
@@ -75,11 +89,17 @@ fn options() -> Result<Options, String> {
 }
 
 fn sh(args: &[&str]) -> Result<(), String> {
-    let output = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{args:?}: {e}"))?;
+    let output = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{args:?}: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!("{args:?}: {}", String::from_utf8_lossy(&output.stderr).trim()))
+        Err(format!(
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }
 
@@ -118,15 +138,28 @@ impl Topology {
             let ns = namespace(index);
             let peer = format!("{PREFIX}-p{index:02}");
             sh(&["ip", "netns", "add", &ns])?;
-            sh(&["ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer, "netns", &hub])?;
-            sh(&["ip", "-n", &hub, "link", "set", &peer, "master", "br0", "up"])?;
-            sh(&["ip", "-n", &ns, "addr", "add", &format!("{}/24", address(index)), "dev", "eth0"])?;
+            sh(&[
+                "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer,
+                "netns", &hub,
+            ])?;
+            sh(&[
+                "ip", "-n", &hub, "link", "set", &peer, "master", "br0", "up",
+            ])?;
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", address(index)),
+                "dev",
+                "eth0",
+            ])?;
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
             sh(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
         }
         Ok(topology)
     }
-
 }
 
 impl Drop for Topology {
@@ -190,7 +223,10 @@ impl Cluster {
     fn start(&mut self, index: usize) -> Result<(), String> {
         let ns = namespace(index);
         let bind = format!("{}:7946", address(index));
-        let seeds: Vec<String> = (1..=3.min(self.size)).filter(|s| *s != index).map(|s| format!("{}:7946", address(s))).collect();
+        let seeds: Vec<String> = (1..=3.min(self.size))
+            .filter(|s| *s != index)
+            .map(|s| format!("{}:7946", address(s)))
+            .collect();
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &ns]);
         match self.kind {
@@ -213,20 +249,43 @@ impl Cluster {
                 ]);
             }
             Kind::Serf => {
-                command.args(["serf", "agent", "-node", &member_name(self.kind, index), "-bind", &bind]);
-                command.args(["-rpc-addr=127.0.0.1:7373", &format!("-encrypt={SERF_KEY_BASE64}"), "-log-level=info"]);
+                command.args([
+                    "serf",
+                    "agent",
+                    "-node",
+                    &member_name(self.kind, index),
+                    "-bind",
+                    &bind,
+                ]);
+                command.args([
+                    "-rpc-addr=127.0.0.1:7373",
+                    &format!("-encrypt={SERF_KEY_BASE64}"),
+                    "-log-level=info",
+                ]);
                 for seed in &seeds {
                     command.arg(format!("-join={seed}"));
                 }
             }
         }
-        command.stdout(Stdio::piped()).stderr(Stdio::null()).stdin(Stdio::null());
-        let mut child = command.spawn().map_err(|e| format!("spawn member {index}: {e}"))?;
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null());
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("spawn member {index}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let sender = self.sender.clone();
         std::thread::spawn(move || {
             for text in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(Line { index, at: Instant::now(), text }).is_err() {
+                if sender
+                    .send(Line {
+                        index,
+                        at: Instant::now(),
+                        text,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -259,7 +318,8 @@ impl Cluster {
         match self.kind {
             Kind::Ironlb => match words.as_slice() {
                 ["READY", _, incarnation] => {
-                    self.incarnations.insert(line.index, incarnation.parse().unwrap_or(0));
+                    self.incarnations
+                        .insert(line.index, incarnation.parse().unwrap_or(0));
                     None
                 }
                 ["EVENT", kind, name, incarnation] => {
@@ -269,17 +329,16 @@ impl Cluster {
                         "UP" => {
                             alive.insert(name.to_string(), incarnation);
                         }
-                        "DOWN" | "LEFT" => {
-                            if alive.get(*name) == Some(&incarnation) {
-                                alive.remove(*name);
-                            }
+                        "DOWN" | "LEFT" if alive.get(*name) == Some(&incarnation) => {
+                            alive.remove(*name);
                         }
                         _ => {}
                     }
                     Some((kind.to_string(), name.to_string(), incarnation))
                 }
                 ["STATS", sent, ..] => {
-                    self.stats.insert(line.index, (line.at, sent.parse().unwrap_or(0)));
+                    self.stats
+                        .insert(line.index, (line.at, sent.parse().unwrap_or(0)));
                     None
                 }
                 _ => None,
@@ -326,7 +385,10 @@ impl Cluster {
             if now >= deadline {
                 return false;
             }
-            match self.lines.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
+            match self
+                .lines
+                .recv_timeout((deadline - now).min(Duration::from_millis(100)))
+            {
                 Ok(line) => {
                     if !self.children.contains_key(&line.index) {
                         continue;
@@ -342,11 +404,22 @@ impl Cluster {
     }
 
     fn converged(&self) -> bool {
-        let names: BTreeSet<String> = self.children.keys().map(|i| member_name(self.kind, *i)).collect();
+        let names: BTreeSet<String> = self
+            .children
+            .keys()
+            .map(|i| member_name(self.kind, *i))
+            .collect();
         self.children.keys().all(|observer| {
             let own = member_name(self.kind, *observer);
-            let alive: BTreeSet<String> = self.alive.get(observer).map(|a| a.keys().cloned().collect()).unwrap_or_default();
-            names.iter().filter(|n| **n != own).all(|n| alive.contains(n))
+            let alive: BTreeSet<String> = self
+                .alive
+                .get(observer)
+                .map(|a| a.keys().cloned().collect())
+                .unwrap_or_default();
+            names
+                .iter()
+                .filter(|n| **n != own)
+                .all(|n| alive.contains(n))
         })
     }
 }
@@ -368,14 +441,25 @@ struct KillResult {
 }
 
 fn measure_kills(cluster: &mut Cluster, kills: usize, detect_timeout: Duration) -> KillResult {
-    let mut result = KillResult { first_ms: Vec::new(), last_ms: Vec::new(), missed: 0 };
+    let mut result = KillResult {
+        first_ms: Vec::new(),
+        last_ms: Vec::new(),
+        missed: 0,
+    };
     // Kill members outside the seed set (seeds are 1..=3), in turn.
-    let victims: Vec<usize> = (1..=cluster.size).filter(|i| *i > 3.min(cluster.size - 1)).collect();
+    let victims: Vec<usize> = (1..=cluster.size)
+        .filter(|i| *i > 3.min(cluster.size - 1))
+        .collect();
     for kill in 0..kills {
         let victim = victims[kill % victims.len()];
         let name = member_name(cluster.kind, victim);
         let incarnation = cluster.incarnations.get(&victim).copied().unwrap_or(0);
-        let survivors: BTreeSet<usize> = cluster.children.keys().copied().filter(|i| *i != victim).collect();
+        let survivors: BTreeSet<usize> = cluster
+            .children
+            .keys()
+            .copied()
+            .filter(|i| *i != victim)
+            .collect();
         let killed_at = Instant::now();
         cluster.kill(victim);
         let mut seen: BTreeMap<usize, Instant> = BTreeMap::new();
@@ -389,7 +473,11 @@ fn measure_kills(cluster: &mut Cluster, kills: usize, detect_timeout: Duration) 
                 detect_timeout,
                 |line, event, subject, subject_incarnation| {
                     let matches_life = kind == Kind::Serf || subject_incarnation == incarnation;
-                    if event == "DOWN" && subject == name_ref && matches_life && survivors_ref.contains(&line.index) {
+                    if event == "DOWN"
+                        && subject == name_ref
+                        && matches_life
+                        && survivors_ref.contains(&line.index)
+                    {
                         seen_ref.entry(line.index).or_insert(line.at);
                         seen_count.set(seen_ref.len());
                     }
@@ -399,11 +487,19 @@ fn measure_kills(cluster: &mut Cluster, kills: usize, detect_timeout: Duration) 
         };
         if !complete {
             result.missed += 1;
-            eprintln!("kill {kill}: only {}/{} survivors saw {name} down", seen.len(), survivors.len());
+            eprintln!(
+                "kill {kill}: only {}/{} survivors saw {name} down",
+                seen.len(),
+                survivors.len()
+            );
         }
         if let (Some(first), Some(last)) = (seen.values().min(), seen.values().max()) {
-            result.first_ms.push((*first - killed_at).as_secs_f64() * 1000.0);
-            result.last_ms.push((*last - killed_at).as_secs_f64() * 1000.0);
+            result
+                .first_ms
+                .push((*first - killed_at).as_secs_f64() * 1000.0);
+            result
+                .last_ms
+                .push((*last - killed_at).as_secs_f64() * 1000.0);
         }
         // Bring the victim back as a new life and wait until everyone sees it.
         if let Err(error) = cluster.start(victim) {
@@ -413,7 +509,11 @@ fn measure_kills(cluster: &mut Cluster, kills: usize, detect_timeout: Duration) 
             eprintln!("kill {kill}: cluster did not reconverge after restarting {name}");
         }
         // Let the news of the death and the rejoin settle before the next kill.
-        cluster.pump(Duration::from_millis(if kind == Kind::Serf { 3000 } else { 1000 }), |_, _, _, _| {}, |_| false);
+        cluster.pump(
+            Duration::from_millis(if kind == Kind::Serf { 3000 } else { 1000 }),
+            |_, _, _, _| {},
+            |_| false,
+        );
         eprint!(".");
     }
     eprintln!();
@@ -450,8 +550,16 @@ fn measure_healthy(cluster: &mut Cluster, seconds: u64) -> HealthyResult {
             }
         }
     }
-    let bytes_per_member_per_sec = if rates.is_empty() { f64::NAN } else { rates.iter().sum::<f64>() / rates.len() as f64 };
-    HealthyResult { false_downs, suspicions, bytes_per_member_per_sec }
+    let bytes_per_member_per_sec = if rates.is_empty() {
+        f64::NAN
+    } else {
+        rates.iter().sum::<f64>() / rates.len() as f64
+    };
+    HealthyResult {
+        false_downs,
+        suspicions,
+        bytes_per_member_per_sec,
+    }
 }
 
 fn simulated_bytes_per_second(members: usize) -> f64 {
@@ -461,18 +569,31 @@ fn simulated_bytes_per_second(members: usize) -> f64 {
     let secret: Vec<u8> = (0u8..32).collect();
     let addrs: Vec<_> = (0..members as u32).map(sim_addr).collect();
     for (index, addr) in addrs.iter().enumerate() {
-        net.add(config.clone(), &format!("m{index:04}"), 1000, *addr, Keyring::new(&secret).unwrap_or_else(|e| panic!("{e}")));
+        net.add(
+            config.clone(),
+            &format!("m{index:04}"),
+            1000,
+            *addr,
+            Keyring::new(&secret).unwrap_or_else(|e| panic!("{e}")),
+        );
     }
     for addr in &addrs {
         net.input(*addr, Input::Join(addrs.iter().take(3).copied().collect()));
     }
     // Join and settle (everyone's join is news that must reach everyone), then measure steady state.
     net.run_for(Duration::from_secs(30));
-    let joined = addrs.iter().filter(|a| net.member(**a).map(|m| m.active_names().len()) == Some(members)).count();
+    let joined = addrs
+        .iter()
+        .filter(|a| net.member(**a).map(|m| m.active_names().len()) == Some(members))
+        .count();
     let before = net.sent_bytes.clone();
     let window = Duration::from_secs(10);
     net.run_for(window);
-    let total: u64 = net.sent_bytes.iter().map(|(a, b)| b - before.get(a).copied().unwrap_or(0)).sum();
+    let total: u64 = net
+        .sent_bytes
+        .iter()
+        .map(|(a, b)| b - before.get(a).copied().unwrap_or(0))
+        .sum();
     if joined < members {
         eprintln!("simulation: only {joined}/{members} members saw the whole cluster");
     }
@@ -488,13 +609,22 @@ fn main() {
         }
     };
     let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false);
     if !root {
         eprintln!("gossip-bench needs root (network namespaces)");
         std::process::exit(2);
     }
-    let largest = options.sizes.iter().chain(&options.serf_sizes).copied().max().unwrap_or(5);
+    let largest = options
+        .sizes
+        .iter()
+        .chain(&options.serf_sizes)
+        .copied()
+        .max()
+        .unwrap_or(5);
     let topology = match Topology::create(largest) {
         Ok(topology) => topology,
         Err(error) => {
@@ -562,7 +692,18 @@ fn main() {
     }
 
     println!("\n== kill -9 → marked Down (ms), encrypted, network namespaces");
-    println!("{:<7} {:>7} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}", "impl", "members", "kills", "first p50", "first p99", "last p50", "last p99", "last max", "missed");
+    println!(
+        "{:<7} {:>7} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}",
+        "impl",
+        "members",
+        "kills",
+        "first p50",
+        "first p99",
+        "last p50",
+        "last p99",
+        "last max",
+        "missed"
+    );
     for (name, size, result) in &kill_rows {
         println!(
             "{:<7} {:>7} {:>5} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>6}",
@@ -579,7 +720,10 @@ fn main() {
     }
     for (name, size, result) in kill_rows.iter().filter(|(n, _, _)| n == "serf") {
         let _ = name;
-        if let Some((_, _, ours)) = kill_rows.iter().find(|(n, s, _)| n == "ironlb" && s == size) {
+        if let Some((_, _, ours)) = kill_rows
+            .iter()
+            .find(|(n, s, _)| n == "ironlb" && s == size)
+        {
             println!(
                 "ratio serf/ironlb at {size} members: last p50 {:.1}x, last p99 {:.1}x, first p50 {:.1}x",
                 percentile(&result.last_ms, 0.5) / percentile(&ours.last_ms, 0.5),
@@ -589,9 +733,15 @@ fn main() {
         }
     }
     println!("\n== healthy period ({} s each): false Downs, suspicions, bytes/s sent per member (UDP payload)", options.healthy_secs);
-    println!("{:>7} {:>6} {:>11} {:>11} {:>14}", "members", "loss%", "false Downs", "suspicions", "bytes/s/member");
+    println!(
+        "{:>7} {:>6} {:>11} {:>11} {:>14}",
+        "members", "loss%", "false Downs", "suspicions", "bytes/s/member"
+    );
     for (size, loss, result) in &healthy_rows {
-        println!("{:>7} {:>6} {:>11} {:>11} {:>14.0}", size, loss, result.false_downs, result.suspicions, result.bytes_per_member_per_sec);
+        println!(
+            "{:>7} {:>6} {:>11} {:>11} {:>14.0}",
+            size, loss, result.false_downs, result.suspicions, result.bytes_per_member_per_sec
+        );
     }
     println!("\n== simulated (virtual time, same core, no loss): bytes/s sent per member");
     for (members, rate) in &sim_rows {

@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ironlb_gossip::driver::{boot_incarnation, os_seed, spawn_with_options, DriverOptions, SystemClock};
+use ironlb_gossip::driver::{
+    boot_incarnation, os_seed, spawn_with_options, DriverOptions, SystemClock,
+};
 use ironlb_gossip::{Config, Keyring, MemberEvent, MemberId, Membership, NodeName, Profile};
 
 struct Args {
@@ -29,12 +31,14 @@ struct Args {
 }
 
 fn hex(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err("odd hex length".into());
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2).unwrap_or("zz"), 16).map_err(|e| e.to_string()))
+        .map(|i| {
+            u8::from_str_radix(text.get(i..i + 2).unwrap_or("zz"), 16).map_err(|e| e.to_string())
+        })
         .collect()
 }
 
@@ -65,8 +69,14 @@ fn parse() -> Result<Args, String> {
             "--secret-hex" => args.secret = hex(&value)?,
             "--cluster" => args.cluster = value,
             "--profile" => args.profile = value.parse().map_err(|e| format!("--profile: {e}"))?,
-            "--loss-per-mille" => args.loss_per_mille = value.parse().map_err(|e| format!("--loss-per-mille: {e}"))?,
-            "--stats-ms" => args.stats_ms = value.parse().map_err(|e| format!("--stats-ms: {e}"))?,
+            "--loss-per-mille" => {
+                args.loss_per_mille = value
+                    .parse()
+                    .map_err(|e| format!("--loss-per-mille: {e}"))?
+            }
+            "--stats-ms" => {
+                args.stats_ms = value.parse().map_err(|e| format!("--stats-ms: {e}"))?
+            }
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -87,7 +97,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("gossip-member: runtime: {error}");
@@ -104,14 +117,26 @@ async fn run(args: Args) {
     };
     let name = NodeName::new(args.name.clone()).unwrap_or_else(|e| fail(e.to_string()));
     let keyring = Keyring::new(&args.secret).unwrap_or_else(|e| fail(e.to_string()));
-    let socket = tokio::net::UdpSocket::bind(args.bind).await.unwrap_or_else(|e| fail(format!("bind {}: {e}", args.bind)));
+    let socket = tokio::net::UdpSocket::bind(args.bind)
+        .await
+        .unwrap_or_else(|e| fail(format!("bind {}: {e}", args.bind)));
     let incarnation = boot_incarnation();
     let me = MemberId::new(name, incarnation, args.bind);
     let config = Config::for_profile(args.profile, args.cluster.clone());
-    let membership = Membership::new(config, me, keyring, os_seed(), Instant::now()).unwrap_or_else(|e| fail(e.to_string()));
+    let membership = Membership::new(config, me, keyring, os_seed(), Instant::now())
+        .unwrap_or_else(|e| fail(e.to_string()));
     let metrics = membership.metrics().clone();
-    let options = DriverOptions { receive_loss_per_mille: args.loss_per_mille, loss_seed: os_seed() };
-    let mut driver = spawn_with_options(membership, socket, args.seeds.clone(), Arc::new(SystemClock), options);
+    let options = DriverOptions {
+        receive_loss_per_mille: args.loss_per_mille,
+        loss_seed: os_seed(),
+    };
+    let mut driver = spawn_with_options(
+        membership,
+        socket,
+        args.seeds.clone(),
+        Arc::new(SystemClock),
+        options,
+    );
     say(&format!("READY {} {incarnation}", args.name));
     let mut stats = tokio::time::interval(Duration::from_millis(args.stats_ms.max(10)));
     let mut active = 0i64;
