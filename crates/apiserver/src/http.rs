@@ -50,6 +50,8 @@ pub(crate) struct Hooks {
     pub(crate) log: Vec<LoggedRequest>,
     pub(crate) fail_writes: Option<FailWrites>,
     pub(crate) latency_ms: u64,
+    /// Apply `latency_ms` to watch requests only.
+    pub(crate) latency_watch_only: bool,
 }
 
 /// Everything a connection handler needs.
@@ -115,7 +117,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> R
                 content_type: content_type.clone(),
             });
         }
-        hooks.latency_ms
+        let is_watch = query.split('&').any(|pair| pair == "watch=true" || pair == "watch=1");
+        if hooks.latency_watch_only && !is_watch {
+            0
+        } else {
+            hooks.latency_ms
+        }
     };
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
@@ -492,7 +499,9 @@ fn hooks(shared: &Shared, request: &RequestContext, hook: &str) -> Result<Respon
             Ok(json_response(200, &json!({})))
         }
         ("POST", "latency") => {
-            shared.hooks().latency_ms = body.get("ms").and_then(Value::as_u64).unwrap_or(0).min(60_000);
+            let mut hooks = shared.hooks();
+            hooks.latency_ms = body.get("ms").and_then(Value::as_u64).unwrap_or(0).min(60_000);
+            hooks.latency_watch_only = body.get("watchOnly").and_then(Value::as_bool).unwrap_or(false);
             Ok(json_response(200, &json!({})))
         }
         ("GET", "requests") => {

@@ -271,6 +271,13 @@ impl ServerHandle {
         });
     }
 
+    /// Delays every request (or only watch requests) by `latency`.
+    pub fn set_latency(&self, latency: Duration, watch_only: bool) {
+        let mut hooks = self.shared.hooks();
+        hooks.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        hooks.latency_watch_only = watch_only;
+    }
+
     /// Every request served so far (method, path, query, content type).
     pub fn request_log(&self) -> Vec<LoggedRequest> {
         self.shared.hooks().log.clone()
