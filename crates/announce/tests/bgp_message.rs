@@ -367,6 +367,9 @@ fn open_accessors() {
 fn captured_fixtures_decode() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/bgp");
     let mut count = 0;
+    let mut with_communities = 0;
+    let mut with_large = 0;
+    let mut with_mp_reach = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("bin") {
@@ -380,13 +383,20 @@ fn captured_fixtures_decode() {
             let message = Message::decode_frame(&mut stream, &FOUR)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
                 .unwrap_or_else(|| panic!("{}: truncated", path.display()));
-            // Re-encoding an UPDATE must decode to the same value.
+            if let Message::Update(update) = &message {
+                with_communities += usize::from(update.attributes.communities.is_some());
+                with_large += usize::from(update.attributes.large_communities.is_some());
+                with_mp_reach += usize::from(update.attributes.mp_reach.is_some());
+            }
+            // Re-encoding must decode to the same value.
             let again = Message::decode(&message.to_bytes(&FOUR), &FOUR).unwrap();
             assert_eq!(again, message, "{}", path.display());
             count += 1;
         }
     }
     assert!(count >= 6, "expected captured fixtures in {}, found {count} messages", dir.display());
+    // BIRD's and GoBGP's streams carry communities; all three carry IPv6 in MP_REACH_NLRI.
+    assert!(with_communities >= 2 && with_large >= 2 && with_mp_reach >= 3, "{with_communities} {with_large} {with_mp_reach}");
 }
 
 fn header(message_type: u8, body_len: usize) -> Vec<u8> {
