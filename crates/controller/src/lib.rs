@@ -37,14 +37,16 @@
 //! for a Service status write answered `409 Conflict`, dropped: the newer Service arrives through
 //! the watch and is converged again.
 
+pub mod config;
 pub mod core;
 pub mod http;
-// pub mod ipam;
+pub mod ipam;
 pub mod metrics;
 pub mod publish;
-// pub mod run;
+pub mod request;
+pub mod run;
 pub mod view;
 
 pub use crate::core::{Action, Core, CoreOptions, Input, Ipam};
-// pub use crate::run::{run, start, Options, RunError, Running};
+pub use crate::run::{run, start, Options, RunError, Running};
 pub use crate::view::{DesiredStatus, ServiceKey, ServiceView};
