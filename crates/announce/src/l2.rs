@@ -28,6 +28,8 @@
 
 pub mod io;
 pub mod metrics;
+pub mod netns;
+pub mod probe;
 pub mod proto;
 pub mod tool;
 

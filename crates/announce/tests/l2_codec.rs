@@ -3,8 +3,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ironlb_announce::l2::proto::packet::{
-    gratuitous_arp, unsolicited_advertisement, ArpOperation, ArpPacket, DecodeError, EthernetHeader, Frame,
-    Ipv6Header, Layer, MacAddr, NdpMessage, NdpOptions, ETHER_TYPE_ARP, ETHER_TYPE_IPV6, NEXT_HEADER_ICMPV6,
+    gratuitous_arp, unsolicited_advertisement, ArpOperation, ArpPacket, DecodeError,
+    EthernetHeader, Frame, Ipv6Header, Layer, MacAddr, NdpMessage, NdpOptions, ETHER_TYPE_ARP,
+    ETHER_TYPE_IPV6, NEXT_HEADER_ICMPV6,
 };
 
 const OURS: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 1]);
@@ -14,7 +15,11 @@ const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
 
 fn arp_request() -> Frame {
     Frame::Arp {
-        ethernet: EthernetHeader { destination: MacAddr::BROADCAST, source: CLIENT, ether_type: ETHER_TYPE_ARP },
+        ethernet: EthernetHeader {
+            destination: MacAddr::BROADCAST,
+            source: CLIENT,
+            ether_type: ETHER_TYPE_ARP,
+        },
         arp: ArpPacket {
             operation: ArpOperation::Request,
             sender_mac: CLIENT,
@@ -38,7 +43,10 @@ fn ns(options: NdpOptions) -> Frame {
             source: CLIENT6,
             destination: "ff02::1:ff00:100".parse().unwrap(),
         },
-        message: NdpMessage::Solicitation { target: VIP6, options },
+        message: NdpMessage::Solicitation {
+            target: VIP6,
+            options,
+        },
     }
 }
 
@@ -48,10 +56,25 @@ fn fixtures() -> Vec<(&'static str, Frame)> {
         ("arp request", arp_request()),
         ("garp request", garp_request),
         ("garp reply", garp_reply),
-        ("ns with source lla", ns(NdpOptions { source_lla: Some(CLIENT), target_lla: None })),
+        (
+            "ns with source lla",
+            ns(NdpOptions {
+                source_lla: Some(CLIENT),
+                target_lla: None,
+            }),
+        ),
         ("ns without options", ns(NdpOptions::default())),
-        ("ns with both options", ns(NdpOptions { source_lla: Some(CLIENT), target_lla: Some(OURS) })),
-        ("unsolicited na", unsolicited_advertisement(OURS, VIP6, VIP6)),
+        (
+            "ns with both options",
+            ns(NdpOptions {
+                source_lla: Some(CLIENT),
+                target_lla: Some(OURS),
+            }),
+        ),
+        (
+            "unsolicited na",
+            unsolicited_advertisement(OURS, VIP6, VIP6),
+        ),
     ]
 }
 
@@ -95,7 +118,10 @@ fn every_truncated_prefix_fails() {
         let bytes = frame.to_bytes();
         for len in 0..unpadded_len(&frame) {
             let result = Frame::decode(&bytes[..len]);
-            assert!(result.is_err(), "{name}: prefix of {len} bytes decoded as {result:?}");
+            assert!(
+                result.is_err(),
+                "{name}: prefix of {len} bytes decoded as {result:?}"
+            );
         }
     }
 }
@@ -114,23 +140,86 @@ fn fix_checksum(bytes: &mut [u8]) {
     let payload_len = usize::from(u16::from_be_bytes([bytes[18], bytes[19]]));
     bytes[56] = 0;
     bytes[57] = 0;
-    let sum = ironlb_announce::l2::proto::packet::icmpv6_checksum(source, destination, &bytes[54..54 + payload_len]);
+    let sum = ironlb_announce::l2::proto::packet::icmpv6_checksum(
+        source,
+        destination,
+        &bytes[54..54 + payload_len],
+    );
     bytes[56..58].copy_from_slice(&sum.to_be_bytes());
 }
 
 #[test]
 fn rejection_table() {
-    let sla = NdpOptions { source_lla: Some(CLIENT), target_lla: None };
-    reject("other ether type", arp_request(), |b| b[12..14].copy_from_slice(&[0x08, 0x00]), DecodeError::OtherEtherType(0x0800));
-    reject("arp hardware type", arp_request(), |b| b[15] = 6, DecodeError::ArpHardwareType(6));
-    reject("arp protocol type", arp_request(), |b| b[16..18].copy_from_slice(&[0x86, 0xdd]), DecodeError::ArpProtocolType(0x86dd));
-    reject("arp lengths", arp_request(), |b| b[18] = 8, DecodeError::ArpAddressLengths { hardware: 8, protocol: 4 });
-    reject("arp operation", arp_request(), |b| b[21] = 3, DecodeError::ArpOperation(3));
-    reject("ipv6 version", ns(sla), |b| b[14] = 0x45, DecodeError::Ipv6Version(4));
-    reject("ipv6 payload length", ns(sla), |b| b[19] = 200, DecodeError::Ipv6PayloadLength { declared: 200, available: 32 });
-    reject("not icmpv6", ns(sla), |b| b[20] = 17, DecodeError::NotIcmpv6(17));
-    reject("not ndp", ns(sla), |b| b[54] = 128, DecodeError::NotNdp(128));
-    reject("hop limit", ns(sla), |b| b[21] = 64, DecodeError::NdpHopLimit(64));
+    let sla = NdpOptions {
+        source_lla: Some(CLIENT),
+        target_lla: None,
+    };
+    reject(
+        "other ether type",
+        arp_request(),
+        |b| b[12..14].copy_from_slice(&[0x08, 0x00]),
+        DecodeError::OtherEtherType(0x0800),
+    );
+    reject(
+        "arp hardware type",
+        arp_request(),
+        |b| b[15] = 6,
+        DecodeError::ArpHardwareType(6),
+    );
+    reject(
+        "arp protocol type",
+        arp_request(),
+        |b| b[16..18].copy_from_slice(&[0x86, 0xdd]),
+        DecodeError::ArpProtocolType(0x86dd),
+    );
+    reject(
+        "arp lengths",
+        arp_request(),
+        |b| b[18] = 8,
+        DecodeError::ArpAddressLengths {
+            hardware: 8,
+            protocol: 4,
+        },
+    );
+    reject(
+        "arp operation",
+        arp_request(),
+        |b| b[21] = 3,
+        DecodeError::ArpOperation(3),
+    );
+    reject(
+        "ipv6 version",
+        ns(sla),
+        |b| b[14] = 0x45,
+        DecodeError::Ipv6Version(4),
+    );
+    reject(
+        "ipv6 payload length",
+        ns(sla),
+        |b| b[19] = 200,
+        DecodeError::Ipv6PayloadLength {
+            declared: 200,
+            available: 32,
+        },
+    );
+    reject(
+        "not icmpv6",
+        ns(sla),
+        |b| b[20] = 17,
+        DecodeError::NotIcmpv6(17),
+    );
+    reject(
+        "not ndp",
+        ns(sla),
+        |b| b[54] = 128,
+        DecodeError::NotNdp(128),
+    );
+    reject(
+        "hop limit",
+        ns(sla),
+        |b| b[21] = 64,
+        DecodeError::NdpHopLimit(64),
+    );
     reject(
         "code",
         ns(sla),
@@ -142,7 +231,13 @@ fn rejection_table() {
     );
     let mut corrupted = ns(sla).to_bytes().to_vec();
     corrupted[57] ^= 0xff;
-    assert!(matches!(Frame::decode(&corrupted), Err(DecodeError::Icmpv6Checksum { .. })), "checksum");
+    assert!(
+        matches!(
+            Frame::decode(&corrupted),
+            Err(DecodeError::Icmpv6Checksum { .. })
+        ),
+        "checksum"
+    );
     reject(
         "zero-length option",
         ns(sla),
@@ -159,7 +254,11 @@ fn rejection_table() {
             b[79] = 2;
             fix_checksum(b);
         },
-        DecodeError::Truncated { layer: Layer::NdpOption, needed: 16, available: 8 },
+        DecodeError::Truncated {
+            layer: Layer::NdpOption,
+            needed: 16,
+            available: 8,
+        },
     );
     reject(
         "multicast target",
@@ -190,7 +289,10 @@ fn link_layer_option_of_wrong_length_is_rejected() {
     fix_checksum(&mut bytes);
     assert_eq!(
         Frame::decode(&bytes),
-        Err(DecodeError::NdpLinkLayerOptionLength { option_type: 1, len: 16 })
+        Err(DecodeError::NdpLinkLayerOptionLength {
+            option_type: 1,
+            len: 16
+        })
     );
 }
 
@@ -202,7 +304,11 @@ fn unknown_options_are_skipped() {
     bytes.extend_from_slice(&CLIENT.0);
     bytes[19] = 40;
     fix_checksum(&mut bytes);
-    let Ok(Frame::Ndp { message: NdpMessage::Solicitation { options, .. }, .. }) = Frame::decode(&bytes) else {
+    let Ok(Frame::Ndp {
+        message: NdpMessage::Solicitation { options, .. },
+        ..
+    }) = Frame::decode(&bytes)
+    else {
         panic!("decodes");
     };
     assert_eq!(options.source_lla, Some(CLIENT));
@@ -213,7 +319,13 @@ fn mac_parse_and_display() {
     let mac: MacAddr = "02:00:00:00:00:0a".parse().unwrap();
     assert_eq!(mac, MacAddr([2, 0, 0, 0, 0, 10]));
     assert_eq!(mac.to_string(), "02:00:00:00:00:0a");
-    for bad in ["", "02:00", "02:00:00:00:00:0a:0b", "zz:00:00:00:00:00", "2:0:0:0:0:a"] {
+    for bad in [
+        "",
+        "02:00",
+        "02:00:00:00:00:0a:0b",
+        "zz:00:00:00:00:00",
+        "2:0:0:0:0:a",
+    ] {
         assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
     }
 }

@@ -2,15 +2,25 @@
 
 use std::net::IpAddr;
 
-use ironlb_announce::l2::proto::election::{elect, election_hash, Candidate, Claim, Decision, NodeName};
+use ironlb_announce::l2::proto::election::{
+    elect, election_hash, Candidate, Claim, Decision, NodeName,
+};
 use proptest::prelude::*;
 
 fn candidate(node: &str, preference: u64) -> Candidate {
-    Candidate { node: node.into(), alive: true, eligible: true, preference }
+    Candidate {
+        node: node.into(),
+        alive: true,
+        eligible: true,
+        preference,
+    }
 }
 
 fn claim(node: &str, ip: &str) -> Claim {
-    Claim { node: node.into(), ip: ip.parse().unwrap() }
+    Claim {
+        node: node.into(),
+        ip: ip.parse().unwrap(),
+    }
 }
 
 fn ips(list: &[&str]) -> Vec<IpAddr> {
@@ -19,11 +29,14 @@ fn ips(list: &[&str]) -> Vec<IpAddr> {
 
 /// MetalLB's order for a fresh election, computed independently of `elect`.
 fn metallb_first(service_ips: &[IpAddr], candidates: &[Candidate]) -> Option<NodeName> {
-    let mut usable: Vec<&Candidate> = candidates.iter().filter(|c| c.alive && c.eligible).collect();
+    let mut usable: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.alive && c.eligible)
+        .collect();
     usable.sort_by(|a, b| {
-        b.preference
-            .cmp(&a.preference)
-            .then_with(|| election_hash(&a.node, service_ips[0]).cmp(&election_hash(&b.node, service_ips[0])))
+        b.preference.cmp(&a.preference).then_with(|| {
+            election_hash(&a.node, service_ips[0]).cmp(&election_hash(&b.node, service_ips[0]))
+        })
     });
     usable.first().map(|c| c.node.clone())
 }
@@ -32,8 +45,14 @@ fn metallb_first(service_ips: &[IpAddr], candidates: &[Candidate]) -> Option<Nod
 fn hash_is_sha256_of_node_hash_ip() {
     // Expected values from `printf 'node-a#10.0.0.1' | sha256sum` (and the IPv6 one).
     for (ip, want) in [
-        ("10.0.0.1", "dd41591fe8f31f9f38e297fe9892a8eff47892ea017c4167619a62f366fb8149"),
-        ("fd00::1", "f636056279a4112baae8493a7eb0db3d57714abf3d5262867ddbd07aab31c453"),
+        (
+            "10.0.0.1",
+            "dd41591fe8f31f9f38e297fe9892a8eff47892ea017c4167619a62f366fb8149",
+        ),
+        (
+            "fd00::1",
+            "f636056279a4112baae8493a7eb0db3d57714abf3d5262867ddbd07aab31c453",
+        ),
     ] {
         let hash = election_hash(&"node-a".into(), ip.parse().unwrap());
         let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
@@ -46,71 +65,143 @@ fn election_table() {
     let vip = ips(&["10.0.0.100"]);
     let three = vec![candidate("a", 0), candidate("b", 0), candidate("c", 0)];
     let fresh = metallb_first(&vip, &three).unwrap();
-    let other = three.iter().map(|c| c.node.clone()).find(|n| *n != fresh).unwrap();
+    let other = three
+        .iter()
+        .map(|c| c.node.clone())
+        .find(|n| *n != fresh)
+        .unwrap();
 
     let result = elect(&vip, &three, &[]);
-    assert_eq!((result.owner.clone(), result.decision), (Some(fresh.clone()), Decision::Fresh), "fresh = MetalLB order");
+    assert_eq!(
+        (result.owner.clone(), result.decision),
+        (Some(fresh.clone()), Decision::Fresh),
+        "fresh = MetalLB order"
+    );
 
     let result = elect(&vip, &three, &[claim(&other.0, "10.0.0.100")]);
-    assert_eq!((result.owner, result.decision), (Some(other.clone()), Decision::Sticky), "claim is sticky");
+    assert_eq!(
+        (result.owner, result.decision),
+        (Some(other.clone()), Decision::Sticky),
+        "claim is sticky"
+    );
 
     let mut dead = three.clone();
     dead.iter_mut().find(|c| c.node == other).unwrap().alive = false;
     let result = elect(&vip, &dead, &[claim(&other.0, "10.0.0.100")]);
-    assert_eq!(result.owner, metallb_first(&vip, &dead), "dead claimant loses");
+    assert_eq!(
+        result.owner,
+        metallb_first(&vip, &dead),
+        "dead claimant loses"
+    );
 
     let mut ineligible = three.clone();
-    ineligible.iter_mut().find(|c| c.node == other).unwrap().eligible = false;
+    ineligible
+        .iter_mut()
+        .find(|c| c.node == other)
+        .unwrap()
+        .eligible = false;
     let result = elect(&vip, &ineligible, &[claim(&other.0, "10.0.0.100")]);
-    assert_ne!(result.owner, Some(other.clone()), "ineligible claimant loses");
+    assert_ne!(
+        result.owner,
+        Some(other.clone()),
+        "ineligible claimant loses"
+    );
 
     let mut preferred = three.clone();
     preferred.push(candidate("d", 10));
     let result = elect(&vip, &preferred, &[claim(&other.0, "10.0.0.100")]);
     assert_eq!(
         (result.owner, result.decision),
-        (Some("d".into()), Decision::Preempted { previous: vec![other.clone()] }),
+        (
+            Some("d".into()),
+            Decision::Preempted {
+                previous: vec![other.clone()]
+            }
+        ),
         "strictly higher preference takes over"
     );
 
-    let result = elect(&vip, &three, &[claim("a", "10.0.0.100"), claim("b", "10.0.0.100"), claim("c", "10.0.0.100")]);
-    assert_eq!(result.owner, Some(fresh.clone()), "conflict resolved by the election order");
-    let Decision::ConflictResolved { losers } = result.decision else { panic!("conflict") };
+    let result = elect(
+        &vip,
+        &three,
+        &[
+            claim("a", "10.0.0.100"),
+            claim("b", "10.0.0.100"),
+            claim("c", "10.0.0.100"),
+        ],
+    );
+    assert_eq!(
+        result.owner,
+        Some(fresh.clone()),
+        "conflict resolved by the election order"
+    );
+    let Decision::ConflictResolved { losers } = result.decision else {
+        panic!("conflict")
+    };
     assert_eq!(losers.len(), 2);
 
-    let result = elect(&ips(&["10.0.0.100", "fd00::100"]), &three, &[claim(&other.0, "fd00::100")]);
-    assert_eq!(result.owner, Some(other.clone()), "a claim on any of the service's IPs counts");
+    let result = elect(
+        &ips(&["10.0.0.100", "fd00::100"]),
+        &three,
+        &[claim(&other.0, "fd00::100")],
+    );
+    assert_eq!(
+        result.owner,
+        Some(other.clone()),
+        "a claim on any of the service's IPs counts"
+    );
 
     assert_eq!(elect(&[], &three, &[]).owner, None, "no IP");
     assert_eq!(elect(&vip, &[], &[]).owner, None, "no candidate");
-    let all_dead: Vec<Candidate> = three.iter().map(|c| Candidate { alive: false, ..c.clone() }).collect();
-    assert_eq!(elect(&vip, &all_dead, &[claim("a", "10.0.0.100")]).decision, Decision::NoOwner);
+    let all_dead: Vec<Candidate> = three
+        .iter()
+        .map(|c| Candidate {
+            alive: false,
+            ..c.clone()
+        })
+        .collect();
+    assert_eq!(
+        elect(&vip, &all_dead, &[claim("a", "10.0.0.100")]).decision,
+        Decision::NoOwner
+    );
 }
 
 fn arb_candidates() -> impl Strategy<Value = Vec<Candidate>> {
-    proptest::collection::btree_map(0u8..12, (any::<bool>(), any::<bool>(), 0u64..3), 1..10).prop_map(|map| {
-        map.into_iter()
-            .map(|(id, (alive, eligible, preference))| Candidate {
-                node: NodeName(format!("node-{id}")),
-                alive: alive || id % 3 == 0,
-                eligible: eligible || id % 2 == 0,
-                preference,
-            })
-            .collect()
-    })
+    proptest::collection::btree_map(0u8..12, (any::<bool>(), any::<bool>(), 0u64..3), 1..10)
+        .prop_map(|map| {
+            map.into_iter()
+                .map(|(id, (alive, eligible, preference))| Candidate {
+                    node: NodeName(format!("node-{id}")),
+                    alive: alive || id % 3 == 0,
+                    eligible: eligible || id % 2 == 0,
+                    preference,
+                })
+                .collect()
+        })
 }
 
 fn arb_ips() -> impl Strategy<Value = Vec<IpAddr>> {
-    proptest::collection::vec(prop_oneof![Just("10.0.0.100"), Just("10.0.0.101"), Just("fd00::100")], 1..3)
-        .prop_map(|list| list.into_iter().map(|ip| ip.parse().unwrap()).collect())
+    proptest::collection::vec(
+        prop_oneof![Just("10.0.0.100"), Just("10.0.0.101"), Just("fd00::100")],
+        1..3,
+    )
+    .prop_map(|list| list.into_iter().map(|ip| ip.parse().unwrap()).collect())
 }
 
 /// The claims of a converged cluster: the owner (if any) claims every IP of the service.
-fn steady_claims(service_ips: &[IpAddr], candidates: &[Candidate]) -> (Option<NodeName>, Vec<Claim>) {
+fn steady_claims(
+    service_ips: &[IpAddr],
+    candidates: &[Candidate],
+) -> (Option<NodeName>, Vec<Claim>) {
     let owner = elect(service_ips, candidates, &[]).owner;
     let claims = owner
         .iter()
-        .flat_map(|node| service_ips.iter().map(move |ip| Claim { node: node.clone(), ip: *ip }))
+        .flat_map(|node| {
+            service_ips.iter().map(move |ip| Claim {
+                node: node.clone(),
+                ip: *ip,
+            })
+        })
         .collect();
     (owner, claims)
 }

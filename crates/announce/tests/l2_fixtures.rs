@@ -12,8 +12,17 @@ use ironlb_announce::l2::proto::responder::{InterfaceIdentity, Outcome, Responde
 /// Frames of a classic little-endian pcap file with Ethernet link type.
 fn read_pcap(path: &PathBuf) -> Vec<Vec<u8>> {
     let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "{}: little-endian pcap", path.display());
-    assert_eq!(u32::from_le_bytes(bytes[20..24].try_into().unwrap()), 1, "Ethernet link type");
+    assert_eq!(
+        &bytes[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "{}: little-endian pcap",
+        path.display()
+    );
+    assert_eq!(
+        u32::from_le_bytes(bytes[20..24].try_into().unwrap()),
+        1,
+        "Ethernet link type"
+    );
     let mut frames = Vec::new();
     let mut at = 24;
     while at + 16 <= bytes.len() {
@@ -26,7 +35,11 @@ fn read_pcap(path: &PathBuf) -> Vec<Vec<u8>> {
 }
 
 fn fixture(name: &str) -> Vec<Vec<u8>> {
-    read_pcap(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/l2").join(name))
+    read_pcap(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/l2")
+            .join(name),
+    )
 }
 
 #[test]
@@ -81,7 +94,18 @@ fn na_matches_the_kernel_except_override() {
         panic!("ndisc6 solicitation answered");
     };
     let (
-        Frame::Ndp { ethernet, ip, message: NdpMessage::Advertisement { solicited, override_entry, target, options, .. } },
+        Frame::Ndp {
+            ethernet,
+            ip,
+            message:
+                NdpMessage::Advertisement {
+                    solicited,
+                    override_entry,
+                    target,
+                    options,
+                    ..
+                },
+        },
         Frame::Ndp {
             ethernet: kernel_ethernet,
             ip: kernel_ip,
@@ -97,7 +121,16 @@ fn na_matches_the_kernel_except_override() {
     else {
         panic!("both are NAs");
     };
-    assert_eq!((ethernet, ip, solicited, target, options), (kernel_ethernet, kernel_ip, kernel_solicited, kernel_target, kernel_options));
+    assert_eq!(
+        (ethernet, ip, solicited, target, options),
+        (
+            kernel_ethernet,
+            kernel_ip,
+            kernel_solicited,
+            kernel_target,
+            kernel_options
+        )
+    );
     // MetalLB answers solicitations with Override=0; the kernel sets it for its own addresses.
     assert!(!override_entry);
 }
@@ -117,15 +150,30 @@ fn our_captured_takeover_is_gratuitous() {
                     ArpOperation::Reply => arp_replies += 1,
                 }
             }
-            Frame::Ndp { ip, message: NdpMessage::Advertisement { override_entry, solicited, .. }, .. } => {
-                assert_eq!(ip.destination, "ff02::1".parse::<std::net::Ipv6Addr>().unwrap());
+            Frame::Ndp {
+                ip,
+                message:
+                    NdpMessage::Advertisement {
+                        override_entry,
+                        solicited,
+                        ..
+                    },
+                ..
+            } => {
+                assert_eq!(
+                    ip.destination,
+                    "ff02::1".parse::<std::net::Ipv6Addr>().unwrap()
+                );
                 assert!(override_entry && !solicited);
                 advertisements += 1;
             }
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(arp_requests >= 3 && arp_replies >= 3 && advertisements >= 3, "three early bursts");
+    assert!(
+        arp_requests >= 3 && arp_replies >= 3 && advertisements >= 3,
+        "three early bursts"
+    );
 }
 
 #[test]
@@ -137,5 +185,8 @@ fn arping_gratuitous_request_for_our_ip_is_a_duplicate() {
         link_local: None,
     });
     responder.set_announced(BTreeSet::from(["10.0.0.1".parse().unwrap()]));
-    assert!(matches!(responder.handle_frame(&frames[0]), Ok(Outcome::DuplicateAnswer { .. })));
+    assert!(matches!(
+        responder.handle_frame(&frames[0]),
+        Ok(Outcome::DuplicateAnswer { .. })
+    ));
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ironlb_announce::l2::proto::packet::{
-    gratuitous_arp, unsolicited_advertisement, ArpPacket, EthernetHeader, Frame, Ipv6Header, MacAddr, NdpMessage,
-    NdpOptions,
+    gratuitous_arp, unsolicited_advertisement, ArpPacket, EthernetHeader, Frame, Ipv6Header,
+    MacAddr, NdpMessage, NdpOptions,
 };
 use ironlb_announce::l2::proto::responder::{InterfaceIdentity, Responder};
 use proptest::prelude::*;
@@ -19,16 +19,25 @@ fn responder() -> Responder {
         mac: OURS,
         link_local: Some("fe80::1".parse().unwrap()),
     });
-    responder.set_announced(BTreeSet::from(["10.0.0.100".parse().unwrap(), "fd00::100".parse().unwrap()]));
+    responder.set_announced(BTreeSet::from([
+        "10.0.0.100".parse().unwrap(),
+        "fd00::100".parse().unwrap(),
+    ]));
     responder
 }
 
 fn valid_frames() -> Vec<Vec<u8>> {
     let client = MacAddr([2, 0, 0, 0, 0, 2]);
     let vip6: Ipv6Addr = "fd00::100".parse().unwrap();
-    let mut frames: Vec<Vec<u8>> =
-        gratuitous_arp(client, Ipv4Addr::new(10, 0, 0, 100)).iter().map(|f| f.to_bytes().to_vec()).collect();
-    frames.push(unsolicited_advertisement(client, vip6, vip6).to_bytes().to_vec());
+    let mut frames: Vec<Vec<u8>> = gratuitous_arp(client, Ipv4Addr::new(10, 0, 0, 100))
+        .iter()
+        .map(|f| f.to_bytes().to_vec())
+        .collect();
+    frames.push(
+        unsolicited_advertisement(client, vip6, vip6)
+            .to_bytes()
+            .to_vec(),
+    );
     let ns = Frame::Ndp {
         ethernet: EthernetHeader {
             destination: MacAddr([0x33, 0x33, 0xff, 0, 1, 0]),
@@ -41,7 +50,13 @@ fn valid_frames() -> Vec<Vec<u8>> {
             source: "fe80::2".parse().unwrap(),
             destination: "ff02::1:ff00:100".parse().unwrap(),
         },
-        message: NdpMessage::Solicitation { target: vip6, options: NdpOptions { source_lla: Some(client), target_lla: None } },
+        message: NdpMessage::Solicitation {
+            target: vip6,
+            options: NdpOptions {
+                source_lla: Some(client),
+                target_lla: None,
+            },
+        },
     };
     frames.push(ns.to_bytes().to_vec());
     frames

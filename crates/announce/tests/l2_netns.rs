@@ -21,7 +21,12 @@ fn skip() -> bool {
         return true;
     }
     for tool in ["ip", "arping", "ndisc6", "tcpdump", "ping"] {
-        if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| !o.status.success()).unwrap_or(true) {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
             eprintln!("skipped: {tool} is not installed (scripts/install-deps.sh)");
             return true;
         }
@@ -37,11 +42,21 @@ struct Background {
 
 impl Background {
     fn spawn(mut command: Command) -> Self {
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -69,7 +84,10 @@ impl Background {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("no line with {needle:?} within {timeout:?}; output: {:#?}", self.lines());
+        panic!(
+            "no line with {needle:?} within {timeout:?}; output: {:#?}",
+            self.lines()
+        );
     }
 
     fn alive(&mut self) -> bool {
@@ -89,7 +107,10 @@ fn announce(topology: &Topology, node: &str, args: &[&str], ready_interface: &st
     let mut command = topology.command(node, env!("CARGO_BIN_EXE_l2-announce"));
     command.args(args).arg("-v");
     let announcer = Background::spawn(command);
-    announcer.wait_for(&format!("interface up name={ready_interface}"), Duration::from_secs(20));
+    announcer.wait_for(
+        &format!("interface up name={ready_interface}"),
+        Duration::from_secs(20),
+    );
     announcer
 }
 
@@ -105,7 +126,11 @@ fn arping_macs(topology: &Topology, ip: &str, count: u32) -> Vec<MacAddr> {
     let text = output(command);
     text.lines()
         .filter(|line| line.contains("bytes from"))
-        .filter_map(|line| line.split_whitespace().nth(3).and_then(|mac| mac.parse().ok()))
+        .filter_map(|line| {
+            line.split_whitespace()
+                .nth(3)
+                .and_then(|mac| mac.parse().ok())
+        })
         .collect()
 }
 
@@ -121,7 +146,9 @@ fn ndisc6_mac(topology: &Topology, ip: &str) -> Option<MacAddr> {
 
 /// The client's neighbour entry MAC for `ip`.
 fn neighbour(topology: &Topology, ip: &str) -> Option<MacAddr> {
-    let text = topology.ip("c", &["neigh", "show", ip, "dev", "eth0"]).ok()?;
+    let text = topology
+        .ip("c", &["neigh", "show", ip, "dev", "eth0"])
+        .ok()?;
     let mut words = text.split_whitespace();
     words.find(|word| *word == "lladdr")?;
     words.next()?.parse().ok()
@@ -132,8 +159,12 @@ fn topology(prefix: &str, nodes: &[&str]) -> (Topology, Vec<MacAddr>) {
     let mut topology = Topology::new(prefix).expect("topology");
     topology.add_namespace("c").unwrap();
     topology.connect("c", "eth0").unwrap();
-    topology.ip("c", &["addr", "add", "10.0.0.1/24", "dev", "eth0"]).unwrap();
-    topology.ip("c", &["addr", "add", "fd00::1/64", "dev", "eth0", "nodad"]).unwrap();
+    topology
+        .ip("c", &["addr", "add", "10.0.0.1/24", "dev", "eth0"])
+        .unwrap();
+    topology
+        .ip("c", &["addr", "add", "fd00::1/64", "dev", "eth0", "nodad"])
+        .unwrap();
     let macs = nodes
         .iter()
         .map(|node| {
@@ -150,13 +181,38 @@ fn only_the_owner_answers_arping_and_ndisc6() {
         return;
     }
     let (topology, macs) = topology("ilb2a", &["n1", "n2"]);
-    let _owner = announce(&topology, "n1", &["--interface", "eth0", "--ip", VIP4, "--ip", VIP6], "eth0");
+    let _owner = announce(
+        &topology,
+        "n1",
+        &["--interface", "eth0", "--ip", VIP4, "--ip", VIP6],
+        "eth0",
+    );
     // The other node announces a different IP, so it has a live responder too.
-    let _other = announce(&topology, "n2", &["--interface", "eth0", "--ip", "10.0.0.101", "--ip", "fd00::101"], "eth0");
+    let _other = announce(
+        &topology,
+        "n2",
+        &[
+            "--interface",
+            "eth0",
+            "--ip",
+            "10.0.0.101",
+            "--ip",
+            "fd00::101",
+        ],
+        "eth0",
+    );
 
     let replies = arping_macs(&topology, VIP4, 3);
-    assert_eq!(replies, vec![macs[0]; 3], "three replies, all from the owner");
-    assert_eq!(ndisc6_mac(&topology, VIP6), Some(macs[0]), "ndisc6 resolves to the owner");
+    assert_eq!(
+        replies,
+        vec![macs[0]; 3],
+        "three replies, all from the owner"
+    );
+    assert_eq!(
+        ndisc6_mac(&topology, VIP6),
+        Some(macs[0]),
+        "ndisc6 resolves to the owner"
+    );
     assert_eq!(arping_macs(&topology, "10.0.0.101", 1), vec![macs[1]]);
     assert_eq!(ndisc6_mac(&topology, "fd00::101"), Some(macs[1]));
 
@@ -171,29 +227,55 @@ fn takeover_switches_the_client_neighbour_entry() {
         return;
     }
     let (topology, macs) = topology("ilb2b", &["n1", "n2"]);
-    let first = announce(&topology, "n1", &["--interface", "eth0", "--ip", VIP4, "--ip", VIP6], "eth0");
+    let first = announce(
+        &topology,
+        "n1",
+        &["--interface", "eth0", "--ip", VIP4, "--ip", VIP6],
+        "eth0",
+    );
     // The client's kernel resolves the VIP (the echo itself gets no answer: no node has the IP).
     for ip in [VIP4, VIP6] {
         let mut ping = topology.command("c", "ping");
         ping.args(["-c", "1", "-W", "1", ip]);
         let _ = output(ping);
-        assert_eq!(neighbour(&topology, ip), Some(macs[0]), "client learned the first owner for {ip}");
+        assert_eq!(
+            neighbour(&topology, ip),
+            Some(macs[0]),
+            "client learned the first owner for {ip}"
+        );
     }
 
     let mut capture = topology.command("c", "tcpdump");
-    capture.args(["-l", "-n", "-e", "-i", "eth0", "arp or (icmp6 and ip6[40] = 136)"]);
+    capture.args([
+        "-l",
+        "-n",
+        "-e",
+        "-i",
+        "eth0",
+        "arp or (icmp6 and ip6[40] = 136)",
+    ]);
     let capture = Background::spawn(capture);
     capture.wait_for("listening on", Duration::from_secs(10));
 
     drop(first); // the owner dies (SIGKILL: no goodbye)
     let start = Instant::now();
-    let _second = announce(&topology, "n2", &["--interface", "eth0", "--ip", VIP4, "--ip", VIP6], "eth0");
+    let _second = announce(
+        &topology,
+        "n2",
+        &["--interface", "eth0", "--ip", VIP4, "--ip", VIP6],
+        "eth0",
+    );
     let mut switched = Vec::new();
     for ip in [VIP4, VIP6] {
-        while neighbour(&topology, ip) != Some(macs[1]) && start.elapsed() < Duration::from_secs(10) {
+        while neighbour(&topology, ip) != Some(macs[1]) && start.elapsed() < Duration::from_secs(10)
+        {
             std::thread::sleep(Duration::from_millis(2));
         }
-        assert_eq!(neighbour(&topology, ip), Some(macs[1]), "client switched {ip} to the new owner");
+        assert_eq!(
+            neighbour(&topology, ip),
+            Some(macs[1]),
+            "client switched {ip} to the new owner"
+        );
         switched.push((ip, start.elapsed()));
     }
     eprintln!("neighbour entries switched (since the new announcer was spawned): {switched:?}");
@@ -201,15 +283,21 @@ fn takeover_switches_the_client_neighbour_entry() {
     let lines = capture.lines();
     let new_mac = macs[1].to_string();
     assert!(
-        lines.iter().any(|l| l.starts_with_ts_and(&new_mac) && l.contains(&format!("Request who-has {VIP4} (ff:ff:ff:ff:ff:ff) tell {VIP4}"))),
+        lines.iter().any(|l| l.starts_with_ts_and(&new_mac)
+            && l.contains(&format!(
+                "Request who-has {VIP4} (ff:ff:ff:ff:ff:ff) tell {VIP4}"
+            ))),
         "gratuitous ARP request seen: {lines:#?}"
     );
     assert!(
-        lines.iter().any(|l| l.starts_with_ts_and(&new_mac) && l.contains(&format!("Reply {VIP4} is-at {new_mac}"))),
+        lines.iter().any(|l| l.starts_with_ts_and(&new_mac)
+            && l.contains(&format!("Reply {VIP4} is-at {new_mac}"))),
         "gratuitous ARP reply seen: {lines:#?}"
     );
     assert!(
-        lines.iter().any(|l| l.starts_with_ts_and(&new_mac) && l.contains("ff02::1") && l.contains(&format!("tgt is {VIP6}"))),
+        lines.iter().any(|l| l.starts_with_ts_and(&new_mac)
+            && l.contains("ff02::1")
+            && l.contains(&format!("tgt is {VIP6}"))),
         "unsolicited NA seen: {lines:#?}"
     );
 }
@@ -241,16 +329,33 @@ fn interface_limit_and_exclusion_are_honoured() {
 
     // Asked for eth1 and veth1; veth1 matches MetalLB's default `^veth.*` exclude; eth0 is not
     // selected.
-    let announcer = announce(&topology, "n1", &["--interface", "eth1", "--interface", "veth1", "--ip", VIP4], "eth1");
+    let announcer = announce(
+        &topology,
+        "n1",
+        &["--interface", "eth1", "--interface", "veth1", "--ip", VIP4],
+        "eth1",
+    );
     announcer.wait_for("interface skipped name=veth1", Duration::from_secs(5));
     let replies = arping_macs(&topology, VIP4, 3);
-    assert_eq!(replies, vec![limited; 3], "only the selected, non-excluded interface answers");
+    assert_eq!(
+        replies,
+        vec![limited; 3],
+        "only the selected, non-excluded interface answers"
+    );
     let lines = capture.lines();
     for (name, mac) in [("eth0", macs[0]), ("veth1", excluded)] {
         let mac = mac.to_string();
-        assert!(!lines.iter().any(|l| l.starts_with_ts_and(&mac)), "{name} sent nothing: {lines:#?}");
+        assert!(
+            !lines.iter().any(|l| l.starts_with_ts_and(&mac)),
+            "{name} sent nothing: {lines:#?}"
+        );
     }
-    assert!(lines.iter().any(|l| l.starts_with_ts_and(&limited.to_string())), "eth1 sent its gratuitous ARP");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with_ts_and(&limited.to_string())),
+        "eth1 sent its gratuitous ARP"
+    );
 }
 
 #[test]
@@ -259,14 +364,23 @@ fn malformed_frames_do_not_disturb_the_responder() {
         return;
     }
     let (topology, macs) = topology("ilb2d", &["n1"]);
-    let mut announcer = announce(&topology, "n1", &["--interface", "eth0", "--ip", VIP4, "--ip", VIP6], "eth0");
+    let mut announcer = announce(
+        &topology,
+        "n1",
+        &["--interface", "eth0", "--ip", VIP4, "--ip", VIP6],
+        "eth0",
+    );
     for vip in [VIP4, VIP6] {
         let mut inject = topology.command("c", env!("CARGO_BIN_EXE_l2-probe"));
         inject.args(["inject", "eth0", vip, "4000"]);
         let text = output(inject);
         assert!(text.contains("injected=4000"), "{text}");
     }
-    assert!(announcer.alive(), "announcer survived: {:#?}", announcer.lines());
+    assert!(
+        announcer.alive(),
+        "announcer survived: {:#?}",
+        announcer.lines()
+    );
     assert_eq!(arping_macs(&topology, VIP4, 3), vec![macs[0]; 3]);
     assert_eq!(ndisc6_mac(&topology, VIP6), Some(macs[0]));
     // Broken frames addressed to the responder were seen and counted as drops (-v prints them).

@@ -19,10 +19,17 @@ const KERNEL: &str = "10.0.0.200";
 
 fn role(args: &[String]) -> ExitCode {
     let result = match args.first().map(String::as_str) {
-        Some("announce") => tool::parse_args(args[1..].iter().cloned()).map_err(|e| e.to_string()).and_then(|options| {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-            runtime.block_on(tool::run(options, std::future::pending())).map_err(|e| e.to_string())
-        }),
+        Some("announce") => tool::parse_args(args[1..].iter().cloned())
+            .map_err(|e| e.to_string())
+            .and_then(|options| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                runtime
+                    .block_on(tool::run(options, std::future::pending()))
+                    .map_err(|e| e.to_string())
+            }),
         Some("probe") => probe::run_args(&args[1..]),
         _ => Err("unknown role".into()),
     };
@@ -39,7 +46,10 @@ fn role(args: &[String]) -> ExitCode {
 fn field(output: &str, key: &str) -> f64 {
     output
         .split_whitespace()
-        .find_map(|word| word.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
+        .find_map(|word| {
+            word.strip_prefix(key)
+                .and_then(|rest| rest.strip_prefix('='))
+        })
         .and_then(|value| value.parse().ok())
         .unwrap_or(f64::NAN)
 }
@@ -79,7 +89,8 @@ fn measure(topology: &Topology, vip: &str, seconds: &str, count: &str) -> Result
     })
 }
 
-/// Runs `body` while the announcer (wrapped in `wrapper`, e.g. `chrt -f 10`) serves `OURS`.
+/// Runs `body` while the announcer (behind `wrapper`, e.g. `["chrt", "-f", "10"]`, or nothing)
+/// serves `OURS`.
 fn with_announcer<T>(
     topology: &Topology,
     wrapper: &[&str],
@@ -88,7 +99,15 @@ fn with_announcer<T>(
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let exe = exe.to_str().ok_or("non-UTF-8 path")?;
     let mut words: Vec<&str> = wrapper.to_vec();
-    words.extend([exe, "--role", "announce", "--interface", "eth0", "--ip", OURS]);
+    words.extend([
+        exe,
+        "--role",
+        "announce",
+        "--interface",
+        "eth0",
+        "--ip",
+        OURS,
+    ]);
     let mut command = topology.command("ours", words[0]);
     command.args(&words[1..]).stdout(Stdio::null());
     let mut announcer: Child = command.spawn().map_err(|e| e.to_string())?;
@@ -105,28 +124,33 @@ fn bench(seconds: &str, count: &str) -> Result<(), String> {
         topology.add_namespace(node).map_err(|e| e.to_string())?;
         topology.connect(node, "eth0").map_err(|e| e.to_string())?;
     }
-    topology.ip("c", &["addr", "add", "10.0.0.1/24", "dev", "eth0"]).map_err(|e| e.to_string())?;
-    topology.ip("kernel", &["addr", "add", &format!("{KERNEL}/24"), "dev", "eth0"]).map_err(|e| e.to_string())?;
+    topology
+        .ip("c", &["addr", "add", "10.0.0.1/24", "dev", "eth0"])
+        .map_err(|e| e.to_string())?;
+    topology
+        .ip(
+            "kernel",
+            &["addr", "add", &format!("{KERNEL}/24"), "dev", "eth0"],
+        )
+        .map_err(|e| e.to_string())?;
     let kernel = measure(&topology, KERNEL, seconds, count)?;
     let ours = with_announcer(&topology, &[], || measure(&topology, OURS, seconds, count))?;
-    // The same with the responder thread under SCHED_FIFO, as a node would run a latency-critical
-    // daemon: on a loaded machine most of the tail is the wait to be scheduled after a wake-up.
-    let realtime = with_announcer(&topology, &["chrt", "-f", "10"], || measure(&topology, OURS, seconds, count))?;
     println!("ARP responder benchmark (veth + bridge in namespaces, {count} ping-pong requests, {seconds} s flood)");
-    println!("{:<22} {:>10} {:>10} {:>14} {:>14}", "responder", "p50 (us)", "p99 (us)", "answered/s", "offered/s");
-    for (name, figures) in [("kernel", &kernel), ("ironlb", &ours), ("ironlb (chrt -f 10)", &realtime)] {
+    println!(
+        "{:<22} {:>10} {:>10} {:>14} {:>14}",
+        "responder", "p50 (us)", "p99 (us)", "answered/s", "offered/s"
+    );
+    for (name, figures) in [("kernel", &kernel), ("ironlb", &ours)] {
         println!(
             "{:<22} {:>10.1} {:>10.1} {:>14.0} {:>14.0}",
             name, figures.p50_us, figures.p99_us, figures.answered_per_s, figures.sent_per_s
         );
     }
-    for (name, figures) in [("ironlb", &ours), ("ironlb (chrt -f 10)", &realtime)] {
-        println!(
-            "{name}: throughput ratio to the kernel = {:.2} (target >= 0.50), p99 = {:.1} us (target <= 100 us)",
-            figures.answered_per_s / kernel.answered_per_s,
-            figures.p99_us
-        );
-    }
+    println!(
+        "ironlb: throughput ratio to the kernel = {:.2} (target >= 0.50), p99 = {:.1} us (target <= 100 us)",
+        ours.answered_per_s / kernel.answered_per_s,
+        ours.p99_us
+    );
     Ok(())
 }
 

@@ -76,11 +76,17 @@ impl L2Metrics {
 
     /// Counter of `family` for `ip`.
     pub fn ip(family: &Family<IpLabel, Counter>, ip: IpAddr) -> Counter {
-        family.get_or_create(&IpLabel { ip: ip.to_string() }).clone()
+        family
+            .get_or_create(&IpLabel { ip: ip.to_string() })
+            .clone()
     }
 
     /// Counts a dropped frame.
     pub fn dropped(&self, reason: &'static str) {
-        self.frames_dropped.get_or_create(&ReasonLabel { reason: reason.to_owned() }).inc();
+        self.frames_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 }

@@ -24,9 +24,17 @@ fn run(program: &str, args: &[&str]) -> Result<String, CommandError> {
     let command = format!("{program} {}", args.join(" "));
     let output: io::Result<Output> = Command::new(program).args(args).output();
     match output {
-        Ok(output) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
-        Ok(output) => Err(CommandError { command, stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned() }),
-        Err(error) => Err(CommandError { command, stderr: error.to_string() }),
+        Ok(output) if output.status.success() => {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        }
+        Ok(output) => Err(CommandError {
+            command,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        }),
+        Err(error) => Err(CommandError {
+            command,
+            stderr: error.to_string(),
+        }),
     }
 }
 
@@ -43,10 +51,17 @@ impl Topology {
     /// the same prefix first). Multicast snooping stays on, as on a default Linux bridge, so
     /// NDP only works if the responder really joins the solicited-node group.
     pub fn new(prefix: &str) -> Result<Self, CommandError> {
-        let mut topology = Self { prefix: prefix.to_owned(), namespaces: Vec::new(), ports: 0 };
+        let mut topology = Self {
+            prefix: prefix.to_owned(),
+            namespaces: Vec::new(),
+            ports: 0,
+        };
         topology.delete_leftovers();
         let switch = topology.create_namespace("sw")?;
-        run("ip", &["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
+        run(
+            "ip",
+            &["-n", &switch, "link", "add", "br0", "type", "bridge"],
+        )?;
         run("ip", &["-n", &switch, "link", "set", "br0", "up"])?;
         Ok(topology)
     }
@@ -64,7 +79,10 @@ impl Topology {
             "net.ipv6.conf.all.accept_dad=0",
             "net.ipv6.conf.default.accept_dad=0",
         ] {
-            run("ip", &["netns", "exec", &namespace, "sysctl", "-qw", setting])?;
+            run(
+                "ip",
+                &["netns", "exec", &namespace, "sysctl", "-qw", setting],
+            )?;
         }
         Ok(namespace)
     }
@@ -76,13 +94,29 @@ impl Topology {
         let namespace = self.namespace(name);
         self.ports += 1;
         let port = format!("p{}", self.ports);
-        run("ip", &["-n", &switch, "link", "add", &port, "type", "veth", "peer", "name", interface, "netns", &namespace])?;
-        run("ip", &["-n", &switch, "link", "set", &port, "master", "br0", "up"])?;
+        run(
+            "ip",
+            &[
+                "-n", &switch, "link", "add", &port, "type", "veth", "peer", "name", interface,
+                "netns", &namespace,
+            ],
+        )?;
+        run(
+            "ip",
+            &["-n", &switch, "link", "set", &port, "master", "br0", "up"],
+        )?;
         run("ip", &["-n", &namespace, "link", "set", interface, "up"])?;
         // Linux ignores a new MAC for a neighbour within `locktime` of its last update.
         run(
             "ip",
-            &["netns", "exec", &namespace, "sysctl", "-qw", &format!("net.ipv4.neigh.{interface}.locktime=0")],
+            &[
+                "netns",
+                "exec",
+                &namespace,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv4.neigh.{interface}.locktime=0"),
+            ],
         )?;
         self.mac(name, interface)
     }
@@ -90,11 +124,17 @@ impl Topology {
     /// The MAC of `interface` in leaf `name`.
     pub fn mac(&self, name: &str, interface: &str) -> Result<MacAddr, CommandError> {
         let namespace = self.namespace(name);
-        let output = run("ip", &["-n", &namespace, "-br", "link", "show", "dev", interface])?;
+        let output = run(
+            "ip",
+            &["-n", &namespace, "-br", "link", "show", "dev", interface],
+        )?;
         output
             .split_whitespace()
             .find_map(|word| word.parse::<MacAddr>().ok())
-            .ok_or_else(|| CommandError { command: format!("mac of {interface}"), stderr: output.clone() })
+            .ok_or_else(|| CommandError {
+                command: format!("mac of {interface}"),
+                stderr: output.clone(),
+            })
     }
 
     /// Runs `ip <args>` inside leaf `name`.
@@ -120,7 +160,9 @@ impl Topology {
     }
 
     fn delete_leftovers(&self) {
-        let Ok(list) = run("ip", &["netns", "list"]) else { return };
+        let Ok(list) = run("ip", &["netns", "list"]) else {
+            return;
+        };
         let own = format!("{}-", self.prefix);
         for line in list.lines() {
             if let Some(name) = line.split_whitespace().next() {
@@ -145,7 +187,10 @@ pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
-            status.lines().find(|line| line.starts_with("Uid:")).map(|line| line.split_whitespace().nth(1) == Some("0"))
+            status
+                .lines()
+                .find(|line| line.starts_with("Uid:"))
+                .map(|line| line.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
 }

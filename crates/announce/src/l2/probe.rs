@@ -16,8 +16,8 @@ use pnet::datalink::{self, Channel, Config, DataLinkReceiver, DataLinkSender};
 use rand::{Rng, SeedableRng};
 
 use super::proto::packet::{
-    solicited_node_group, ArpOperation, ArpPacket, EthernetHeader, Frame, Ipv6Header, MacAddr, NdpMessage, NdpOptions,
-    ETHER_TYPE_ARP, ETHER_TYPE_IPV6, NEXT_HEADER_ICMPV6,
+    solicited_node_group, ArpOperation, ArpPacket, EthernetHeader, Frame, Ipv6Header, MacAddr,
+    NdpMessage, NdpOptions, ETHER_TYPE_ARP, ETHER_TYPE_IPV6, NEXT_HEADER_ICMPV6,
 };
 
 type Link = (Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>, MacAddr);
@@ -27,8 +27,15 @@ fn open(name: &str, read_timeout: Duration) -> Result<Link, String> {
         .into_iter()
         .find(|interface| interface.name == name)
         .ok_or_else(|| format!("no interface {name}"))?;
-    let mac = interface.mac.map(|mac| MacAddr(mac.octets())).ok_or("interface has no MAC")?;
-    let config = Config { read_timeout: Some(read_timeout), promiscuous: false, ..Config::default() };
+    let mac = interface
+        .mac
+        .map(|mac| MacAddr(mac.octets()))
+        .ok_or("interface has no MAC")?;
+    let config = Config {
+        read_timeout: Some(read_timeout),
+        promiscuous: false,
+        ..Config::default()
+    };
     match datalink::channel(&interface, config) {
         Ok(Channel::Ethernet(tx, rx)) => Ok((tx, rx, mac)),
         Ok(_) => Err("not an Ethernet channel".into()),
@@ -38,8 +45,18 @@ fn open(name: &str, read_timeout: Duration) -> Result<Link, String> {
 
 fn arp_request(mac: MacAddr, source: Ipv4Addr, vip: Ipv4Addr) -> Vec<u8> {
     Frame::Arp {
-        ethernet: EthernetHeader { destination: MacAddr::BROADCAST, source: mac, ether_type: ETHER_TYPE_ARP },
-        arp: ArpPacket { operation: ArpOperation::Request, sender_mac: mac, sender_ip: source, target_mac: MacAddr::ZERO, target_ip: vip },
+        ethernet: EthernetHeader {
+            destination: MacAddr::BROADCAST,
+            source: mac,
+            ether_type: ETHER_TYPE_ARP,
+        },
+        arp: ArpPacket {
+            operation: ArpOperation::Request,
+            sender_mac: mac,
+            sender_ip: source,
+            target_mac: MacAddr::ZERO,
+            target_ip: vip,
+        },
     }
     .to_bytes()
     .to_vec()
@@ -69,7 +86,13 @@ pub fn inject(name: &str, vip: IpAddr, count: usize) -> Result<(), String> {
                 source: Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1),
                 destination: solicited_node_group(vip),
             },
-            message: NdpMessage::Solicitation { target: vip, options: NdpOptions { source_lla: Some(mac), target_lla: None } },
+            message: NdpMessage::Solicitation {
+                target: vip,
+                options: NdpOptions {
+                    source_lla: Some(mac),
+                    target_lla: None,
+                },
+            },
         }
         .to_bytes()
         .to_vec(),
@@ -208,11 +231,19 @@ pub fn run_args(args: &[String]) -> Result<(), String> {
             (Ok(vip), Ok(count)) => inject(argument(1), vip, count),
             _ => Err("usage: inject IF VIP COUNT".into()),
         },
-        "latency" => match (argument(2).parse(), argument(3).parse(), argument(4).parse()) {
+        "latency" => match (
+            argument(2).parse(),
+            argument(3).parse(),
+            argument(4).parse(),
+        ) {
             (Ok(source), Ok(vip), Ok(count)) => latency(argument(1), source, vip, count),
             _ => Err("usage: latency IF SOURCE_IP VIP COUNT".into()),
         },
-        "flood" => match (argument(2).parse(), argument(3).parse(), argument(4).parse()) {
+        "flood" => match (
+            argument(2).parse(),
+            argument(3).parse(),
+            argument(4).parse(),
+        ) {
             (Ok(source), Ok(vip), Ok(seconds)) => flood(argument(1), source, vip, seconds),
             _ => Err("usage: flood IF SOURCE_IP VIP SECONDS".into()),
         },

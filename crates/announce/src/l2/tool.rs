@@ -56,7 +56,12 @@ pub enum ToolError {
 
 /// Parses `--interface IF --ip IP [--ip IP…] [--exclude REGEX…] [--no-default-excludes] [-v]`.
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<AnnounceOptions, ToolError> {
-    let mut options = AnnounceOptions { interfaces: Vec::new(), ips: Vec::new(), verbose: false, excludes: None };
+    let mut options = AnnounceOptions {
+        interfaces: Vec::new(),
+        ips: Vec::new(),
+        verbose: false,
+        excludes: None,
+    };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -67,7 +72,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<AnnounceOpt
             "--interface" | "-i" | "--ip" | "--exclude" => {
                 let value = args.next().ok_or_else(|| ToolError::Usage(arg.clone()))?;
                 match arg.as_str() {
-                    "--ip" => options.ips.push(value.parse().map_err(|_| ToolError::BadIp { value })?),
+                    "--ip" => options
+                        .ips
+                        .push(value.parse().map_err(|_| ToolError::BadIp { value })?),
                     "--exclude" => options.excludes.get_or_insert_with(Vec::new).push(value),
                     _ => options.interfaces.push(value),
                 }
@@ -84,42 +91,76 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<AnnounceOpt
 /// One printed line per event.
 pub fn format_event(event: &L2Event) -> String {
     match event {
-        L2Event::InterfaceUp { interface, mac } => format!("interface up name={interface} mac={mac}"),
-        L2Event::InterfaceDown { interface, reason } => format!("interface down name={interface} reason={reason:?}"),
+        L2Event::InterfaceUp { interface, mac } => {
+            format!("interface up name={interface} mac={mac}")
+        }
+        L2Event::InterfaceDown { interface, reason } => {
+            format!("interface down name={interface} reason={reason:?}")
+        }
         L2Event::InterfaceSkipped { interface, reason } => {
             format!("interface skipped name={interface} reason={reason:?}")
         }
-        L2Event::Answered { interface, ip, requester } => {
+        L2Event::Answered {
+            interface,
+            ip,
+            requester,
+        } => {
             format!("received request ip={ip} from={requester} interface={interface}; sent reply")
         }
-        L2Event::GratuitousSent { interface, ip, frames } => {
+        L2Event::GratuitousSent {
+            interface,
+            ip,
+            frames,
+        } => {
             format!("sent gratuitous ip={ip} interface={interface} frames={frames}")
         }
         L2Event::DuplicateAnswer { interface, ip, mac } => {
             format!("duplicate answer ip={ip} mac={mac} interface={interface}")
         }
-        L2Event::Dropped { interface, reason } => format!("dropped interface={interface} reason={reason:?}"),
+        L2Event::Dropped { interface, reason } => {
+            format!("dropped interface={interface} reason={reason:?}")
+        }
         L2Event::NoInterface { ip } => format!("no eligible interface for ip={ip}"),
-        L2Event::Error { interface, message } => format!("error interface={interface} message={message:?}"),
+        L2Event::Error { interface, message } => {
+            format!("error interface={interface} message={message:?}")
+        }
     }
 }
 
 /// Runs the announcer until `shutdown` completes, printing events to stdout.
-pub async fn run(options: AnnounceOptions, shutdown: impl Future<Output = ()>) -> Result<(), ToolError> {
+pub async fn run(
+    options: AnnounceOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ToolError> {
     let exclude = match &options.excludes {
         Some(patterns) => ExcludeList::new(patterns)?,
         None => ExcludeList::metallb_default(),
     };
     let (command_tx, command_rx) = mpsc::channel(DRIVER_COMMANDS_MAX);
     let (event_tx, mut event_rx) = mpsc::channel(EVENTS_MAX);
-    let driver = Driver::new(DriverConfig { exclude, verbose: options.verbose }, L2Metrics::new(), event_tx);
-    let selection = InterfaceSelection::Only(options.interfaces.iter().cloned().collect::<BTreeSet<_>>());
+    let driver = Driver::new(
+        DriverConfig {
+            exclude,
+            verbose: options.verbose,
+        },
+        L2Metrics::new(),
+        event_tx,
+    );
+    let selection =
+        InterfaceSelection::Only(options.interfaces.iter().cloned().collect::<BTreeSet<_>>());
     for ip in &options.ips {
         // The queue holds DRIVER_COMMANDS_MAX commands; a longer --ip list waits for the driver.
-        let _ = command_tx.try_send(Command::Announce { ip: *ip, selection: selection.clone() });
+        let _ = command_tx.try_send(Command::Announce {
+            ip: *ip,
+            selection: selection.clone(),
+        });
     }
     let ips: Vec<String> = options.ips.iter().map(ToString::to_string).collect();
-    println!("announcing ips={} interfaces={}", ips.join(","), options.interfaces.join(","));
+    println!(
+        "announcing ips={} interfaces={}",
+        ips.join(","),
+        options.interfaces.join(",")
+    );
     let driver = tokio::spawn(driver.run(command_rx));
     tokio::pin!(shutdown);
     let mut driver = driver;

@@ -128,7 +128,8 @@ impl Driver {
         match command {
             Command::Announce { ip, selection } => {
                 self.announced.insert(ip, selection.clone());
-                self.schedule.handle(now, schedule::Input::Take { ip, selection });
+                self.schedule
+                    .handle(now, schedule::Input::Take { ip, selection });
             }
             Command::Withdraw { ip } => {
                 self.announced.remove(&ip);
@@ -153,7 +154,10 @@ impl Driver {
         }
         for (name, reason) in &skipped {
             if self.skipped.get(name) != Some(reason) {
-                self.event(L2Event::InterfaceSkipped { interface: name.clone(), reason: reason.clone() });
+                self.event(L2Event::InterfaceSkipped {
+                    interface: name.clone(),
+                    reason: reason.clone(),
+                });
             }
         }
         self.skipped.clone_from(&skipped);
@@ -162,14 +166,22 @@ impl Driver {
             .live
             .iter()
             .filter(|(name, live)| {
-                eligible.get(*name).is_none_or(|link| link.index != live.link.index || link.mac != live.link.mac)
+                eligible
+                    .get(*name)
+                    .is_none_or(|link| link.index != live.link.index || link.mac != live.link.mac)
             })
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
             self.live.remove(&name);
-            let reason = skipped.get(&name).cloned().unwrap_or_else(|| "gone or changed".to_owned());
-            self.event(L2Event::InterfaceDown { interface: name, reason });
+            let reason = skipped
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| "gone or changed".to_owned());
+            self.event(L2Event::InterfaceDown {
+                interface: name,
+                reason,
+            });
         }
         for (name, link) in eligible {
             if let Some(live) = self.live.get_mut(&name) {
@@ -183,7 +195,11 @@ impl Driver {
                 continue;
             }
             let Some(mac) = link.mac else { continue };
-            let identity = InterfaceIdentity { name: name.clone(), mac, link_local: link.link_local };
+            let identity = InterfaceIdentity {
+                name: name.clone(),
+                mac,
+                link_local: link.link_local,
+            };
             match InterfaceThread::start(
                 link.index,
                 identity,
@@ -192,15 +208,33 @@ impl Driver {
                 self.config.verbose,
             ) {
                 Ok(thread) => {
-                    let multicast = UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))).ok();
-                    self.event(L2Event::InterfaceUp { interface: name.clone(), mac });
-                    self.live.insert(name, Live { link, thread, multicast, joined: BTreeSet::new() });
+                    let multicast =
+                        UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))).ok();
+                    self.event(L2Event::InterfaceUp {
+                        interface: name.clone(),
+                        mac,
+                    });
+                    self.live.insert(
+                        name,
+                        Live {
+                            link,
+                            thread,
+                            multicast,
+                            joined: BTreeSet::new(),
+                        },
+                    );
                 }
-                Err(error) => self.event(L2Event::Error { interface: name, message: format!("open socket: {error}") }),
+                Err(error) => self.event(L2Event::Error {
+                    interface: name,
+                    message: format!("open socket: {error}"),
+                }),
             }
         }
         let names: BTreeSet<String> = self.live.keys().cloned().collect();
-        self.schedule.handle(Instant::now(), schedule::Input::InterfacesChanged { interfaces: names });
+        self.schedule.handle(
+            Instant::now(),
+            schedule::Input::InterfacesChanged { interfaces: names },
+        );
         self.push_announced();
     }
 
@@ -239,7 +273,10 @@ impl Driver {
                 }
             }
             if !live.thread.send(InterfaceCommand::Announce(ips)) {
-                failures.push(L2Event::Error { interface: name.clone(), message: "interface thread queue full".into() });
+                failures.push(L2Event::Error {
+                    interface: name.clone(),
+                    message: "interface thread queue full".into(),
+                });
             }
         }
         for failure in failures {
@@ -251,7 +288,9 @@ impl Driver {
         while let Some(action) = self.schedule.poll_action() {
             match action {
                 schedule::Action::SendGratuitous { ip, interface } => {
-                    let Some(live) = self.live.get(&interface) else { continue };
+                    let Some(live) = self.live.get(&interface) else {
+                        continue;
+                    };
                     let mac = live.thread.identity.mac;
                     let frames = match ip {
                         IpAddr::V4(ip) => gratuitous_arp(mac, ip).to_vec(),
@@ -259,7 +298,8 @@ impl Driver {
                             vec![unsolicited_advertisement(mac, ip, ip)]
                         }
                     };
-                    live.thread.send(InterfaceCommand::SendGratuitous { ip, frames });
+                    live.thread
+                        .send(InterfaceCommand::SendGratuitous { ip, frames });
                 }
                 schedule::Action::NoInterface { ip } => self.event(L2Event::NoInterface { ip }),
                 schedule::Action::TooManyIps { ip } => self.event(L2Event::Error {

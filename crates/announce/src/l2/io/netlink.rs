@@ -54,11 +54,20 @@ impl LinkWatcher {
     /// Opens the netlink socket, subscribed to link and IPv6 address changes. Needs a tokio
     /// runtime.
     pub fn new() -> Result<Self, NetlinkError> {
-        let (mut connection, handle, events) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        let (mut connection, handle, events) =
+            rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
         let groups = SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV6_IFADDR);
-        connection.socket_mut().socket_mut().bind(&groups).map_err(NetlinkError::Socket)?;
+        connection
+            .socket_mut()
+            .socket_mut()
+            .bind(&groups)
+            .map_err(NetlinkError::Socket)?;
         let connection = tokio::spawn(connection);
-        Ok(Self { handle, events, connection })
+        Ok(Self {
+            handle,
+            events,
+            connection,
+        })
     }
 
     /// Waits for the next change notification, then drains the ones already queued. Returns
@@ -76,7 +85,13 @@ impl LinkWatcher {
         let mut link_locals: BTreeMap<u32, std::net::Ipv6Addr> = BTreeMap::new();
         let mut addresses = self.handle.address().get().execute();
         while let Some(message) =
-            addresses.try_next().await.map_err(|source| NetlinkError::Dump { what: "addresses", source })?
+            addresses
+                .try_next()
+                .await
+                .map_err(|source| NetlinkError::Dump {
+                    what: "addresses",
+                    source,
+                })?
         {
             for attribute in &message.attributes {
                 if let AddressAttribute::Address(IpAddr::V6(address)) = attribute {
@@ -88,7 +103,14 @@ impl LinkWatcher {
         }
         let mut links = Vec::new();
         let mut stream = self.handle.link().get().execute();
-        while let Some(message) = stream.try_next().await.map_err(|source| NetlinkError::Dump { what: "links", source })? {
+        while let Some(message) = stream
+            .try_next()
+            .await
+            .map_err(|source| NetlinkError::Dump {
+                what: "links",
+                source,
+            })?
+        {
             if let Some(mut link) = link_state(&message) {
                 link.link_local = link_locals.get(&link.index).copied();
                 links.push(link);

@@ -69,16 +69,35 @@ impl InterfaceThread {
             ips: Vec::new(),
             flags: 0,
         };
-        let config = Config { read_timeout: Some(RECV_TIMEOUT), promiscuous: false, ..Config::default() };
-        let (tx, rx) = match datalink::channel(&interface, config)? {
-            Channel::Ethernet(tx, rx) => (tx, rx),
-            _ => return Err(std::io::Error::other("pnet returned a non-Ethernet channel")),
+        let config = Config {
+            read_timeout: Some(RECV_TIMEOUT),
+            promiscuous: false,
+            ..Config::default()
+        };
+        let Channel::Ethernet(tx, rx) = datalink::channel(&interface, config)? else {
+            return Err(std::io::Error::other(
+                "pnet returned a non-Ethernet channel",
+            ));
         };
         let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMANDS_MAX);
         let responder = Responder::new(identity.clone());
-        let worker = Worker { responder, tx, rx, commands: command_rx, metrics, events, verbose };
-        std::thread::Builder::new().name(format!("l2-{}", identity.name)).spawn(move || worker.run())?;
-        Ok(Self { identity, index, commands })
+        let worker = Worker {
+            responder,
+            tx,
+            rx,
+            commands: command_rx,
+            metrics,
+            events,
+            verbose,
+        };
+        std::thread::Builder::new()
+            .name(format!("l2-{}", identity.name))
+            .spawn(move || worker.run())?;
+        Ok(Self {
+            identity,
+            index,
+            commands,
+        })
     }
 
     /// Queues a command; `false` if the thread is gone or its queue is full.
@@ -115,31 +134,49 @@ impl Worker {
                 Err(error) if error.kind() == std::io::ErrorKind::TimedOut => continue,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    self.event(L2Event::Error { interface: self.name(), message: format!("receive: {error}") });
+                    self.event(L2Event::Error {
+                        interface: self.name(),
+                        message: format!("receive: {error}"),
+                    });
                     return;
                 }
             };
             match outcome {
-                Ok(Outcome::Reply { ip, requester, frame }) => {
+                Ok(Outcome::Reply {
+                    ip,
+                    requester,
+                    frame,
+                }) => {
                     L2Metrics::ip(&self.metrics.requests_received, ip).inc();
                     out.clear();
                     frame.encode(&mut out);
                     if self.transmit(&out) {
                         L2Metrics::ip(&self.metrics.responses_sent, ip).inc();
                         if self.verbose {
-                            self.event(L2Event::Answered { interface: self.name(), ip, requester });
+                            self.event(L2Event::Answered {
+                                interface: self.name(),
+                                ip,
+                                requester,
+                            });
                         }
                     }
                 }
                 Ok(Outcome::DuplicateAnswer { ip, mac }) => {
                     L2Metrics::ip(&self.metrics.duplicate_answers, ip).inc();
-                    self.event(L2Event::DuplicateAnswer { interface: self.name(), ip, mac });
+                    self.event(L2Event::DuplicateAnswer {
+                        interface: self.name(),
+                        ip,
+                        mac,
+                    });
                 }
                 Err(reason) if reason.is_expected() => {}
                 Err(reason) => {
                     self.metrics.dropped(reason.label());
                     if self.verbose {
-                        self.event(L2Event::Dropped { interface: self.name(), reason: reason.to_string() });
+                        self.event(L2Event::Dropped {
+                            interface: self.name(),
+                            reason: reason.to_string(),
+                        });
                     }
                 }
             }
@@ -163,7 +200,11 @@ impl Worker {
                         }
                     }
                     if self.verbose {
-                        self.event(L2Event::GratuitousSent { interface: self.name(), ip, frames: sent });
+                        self.event(L2Event::GratuitousSent {
+                            interface: self.name(),
+                            ip,
+                            frames: sent,
+                        });
                     }
                 }
                 Ok(InterfaceCommand::Stop) | Err(TryRecvError::Disconnected) => return false,
@@ -176,7 +217,10 @@ impl Worker {
         match self.tx.send_to(frame, None) {
             Some(Ok(())) => true,
             Some(Err(error)) => {
-                self.event(L2Event::Error { interface: self.name(), message: format!("send: {error}") });
+                self.event(L2Event::Error {
+                    interface: self.name(),
+                    message: format!("send: {error}"),
+                });
                 false
             }
             None => false,

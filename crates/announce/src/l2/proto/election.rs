@@ -120,7 +120,10 @@ type OrderKey<'a> = (Reverse<u64>, [u8; 32], &'a NodeName);
 /// Duplicate candidate entries for one node are merged conservatively (alive and eligible only
 /// if every entry says so, the lowest preference) so that the result cannot depend on order.
 pub fn elect(service_ips: &[IpAddr], candidates: &[Candidate], claims: &[Claim]) -> Election {
-    let no_owner = Election { owner: None, decision: Decision::NoOwner };
+    let no_owner = Election {
+        owner: None,
+        decision: Decision::NoOwner,
+    };
     let Some(&first_ip) = service_ips.first() else {
         return no_owner;
     };
@@ -135,8 +138,11 @@ pub fn elect(service_ips: &[IpAddr], candidates: &[Candidate], claims: &[Claim])
             })
             .or_insert((usable, candidate.preference));
     }
-    let usable: BTreeMap<&NodeName, u64> =
-        merged.into_iter().filter(|(_, (usable, _))| *usable).map(|(node, (_, preference))| (node, preference)).collect();
+    let usable: BTreeMap<&NodeName, u64> = merged
+        .into_iter()
+        .filter(|(_, (usable, _))| *usable)
+        .map(|(node, (_, preference))| (node, preference))
+        .collect();
     let mut ordered: Vec<OrderKey<'_>> = usable
         .iter()
         .map(|(node, preference)| (Reverse(*preference), election_hash(node, first_ip), *node))
@@ -146,25 +152,48 @@ pub fn elect(service_ips: &[IpAddr], candidates: &[Candidate], claims: &[Claim])
         return no_owner;
     };
     let ips: BTreeSet<&IpAddr> = service_ips.iter().collect();
-    let claimants: BTreeSet<&NodeName> =
-        claims.iter().filter(|claim| ips.contains(&claim.ip)).map(|claim| &claim.node).collect();
-    let usable_claimants: Vec<&NodeName> =
-        ordered.iter().map(|(_, _, node)| *node).filter(|node| claimants.contains(node)).collect();
+    let claimants: BTreeSet<&NodeName> = claims
+        .iter()
+        .filter(|claim| ips.contains(&claim.ip))
+        .map(|claim| &claim.node)
+        .collect();
+    let usable_claimants: Vec<&NodeName> = ordered
+        .iter()
+        .map(|(_, _, node)| *node)
+        .filter(|node| claimants.contains(node))
+        .collect();
     let top_claimant = ordered
         .iter()
-        .find(|(Reverse(preference), _, node)| *preference == top_preference && claimants.contains(node))
+        .find(|(Reverse(preference), _, node)| {
+            *preference == top_preference && claimants.contains(node)
+        })
         .map(|(_, _, node)| *node);
     match top_claimant {
         Some(owner) => {
-            let losers: Vec<NodeName> =
-                usable_claimants.iter().filter(|node| **node != owner).map(|node| (*node).clone()).collect();
-            let decision = if losers.is_empty() { Decision::Sticky } else { Decision::ConflictResolved { losers } };
-            Election { owner: Some(owner.clone()), decision }
+            let losers: Vec<NodeName> = usable_claimants
+                .iter()
+                .filter(|node| **node != owner)
+                .map(|node| (*node).clone())
+                .collect();
+            let decision = if losers.is_empty() {
+                Decision::Sticky
+            } else {
+                Decision::ConflictResolved { losers }
+            };
+            Election {
+                owner: Some(owner.clone()),
+                decision,
+            }
         }
-        None if usable_claimants.is_empty() => Election { owner: Some(first.clone()), decision: Decision::Fresh },
+        None if usable_claimants.is_empty() => Election {
+            owner: Some(first.clone()),
+            decision: Decision::Fresh,
+        },
         None => Election {
             owner: Some(first.clone()),
-            decision: Decision::Preempted { previous: usable_claimants.into_iter().cloned().collect() },
+            decision: Decision::Preempted {
+                previous: usable_claimants.into_iter().cloned().collect(),
+            },
         },
     }
 }

@@ -137,15 +137,30 @@ impl ExcludeList {
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, ExcludeError> {
         let patterns: Vec<String> = patterns.iter().map(|p| p.as_ref().to_owned()).collect();
         for pattern in &patterns {
-            Regex::new(pattern).map_err(|source| ExcludeError { pattern: pattern.clone(), source })?;
+            Regex::new(pattern).map_err(|source| ExcludeError {
+                pattern: pattern.clone(),
+                source,
+            })?;
         }
         if patterns.is_empty() {
-            return Ok(Self { patterns, joined: None });
+            return Ok(Self {
+                patterns,
+                joined: None,
+            });
         }
-        let joined_pattern = patterns.iter().map(|p| format!("({p})")).collect::<Vec<_>>().join("|");
-        let joined = Regex::new(&joined_pattern)
-            .map_err(|source| ExcludeError { pattern: joined_pattern.clone(), source })?;
-        Ok(Self { patterns, joined: Some(joined) })
+        let joined_pattern = patterns
+            .iter()
+            .map(|p| format!("({p})"))
+            .collect::<Vec<_>>()
+            .join("|");
+        let joined = Regex::new(&joined_pattern).map_err(|source| ExcludeError {
+            pattern: joined_pattern.clone(),
+            source,
+        })?;
+        Ok(Self {
+            patterns,
+            joined: Some(joined),
+        })
     }
 
     /// MetalLB's default list ([`DEFAULT_EXCLUDES`]).
@@ -156,7 +171,9 @@ impl ExcludeList {
 
     /// True if `name` is excluded.
     pub fn is_excluded(&self, name: &str) -> bool {
-        self.joined.as_ref().is_some_and(|regex| regex.is_match(name))
+        self.joined
+            .as_ref()
+            .is_some_and(|regex| regex.is_match(name))
     }
 
     /// The patterns.

@@ -227,13 +227,20 @@ impl DecodeError {
 
     /// True when the frame is well-formed but simply not ARP/NDP (expected on a shared socket).
     pub fn is_foreign(&self) -> bool {
-        matches!(self, Self::OtherEtherType(_) | Self::NotIcmpv6(_) | Self::NotNdp(_))
+        matches!(
+            self,
+            Self::OtherEtherType(_) | Self::NotIcmpv6(_) | Self::NotNdp(_)
+        )
     }
 }
 
-fn take<'a>(buf: &'a [u8], len: usize, layer: Layer) -> Result<(&'a [u8], &'a [u8]), DecodeError> {
+fn take(buf: &[u8], len: usize, layer: Layer) -> Result<(&[u8], &[u8]), DecodeError> {
     if buf.len() < len {
-        return Err(DecodeError::Truncated { layer, needed: len, available: buf.len() });
+        return Err(DecodeError::Truncated {
+            layer,
+            needed: len,
+            available: buf.len(),
+        });
     }
     Ok(buf.split_at(len))
 }
@@ -425,10 +432,12 @@ impl Ipv6Header {
             return Err(DecodeError::Ipv6Version(version));
         }
         let declared = be16(head, 4);
-        let payload = rest.get(..usize::from(declared)).ok_or(DecodeError::Ipv6PayloadLength {
-            declared,
-            available: rest.len(),
-        })?;
+        let payload = rest
+            .get(..usize::from(declared))
+            .ok_or(DecodeError::Ipv6PayloadLength {
+                declared,
+                available: rest.len(),
+            })?;
         Ok((
             Self {
                 next_header: array::<1>(head, 6)[0],
@@ -504,9 +513,10 @@ impl NdpOptions {
 
     /// Appends the options.
     pub fn encode(&self, buf: &mut BytesMut) {
-        for (option_type, mac) in
-            [(NDP_OPTION_SOURCE_LLA, self.source_lla), (NDP_OPTION_TARGET_LLA, self.target_lla)]
-        {
+        for (option_type, mac) in [
+            (NDP_OPTION_SOURCE_LLA, self.source_lla),
+            (NDP_OPTION_TARGET_LLA, self.target_lla),
+        ] {
             if let Some(mac) = mac {
                 buf.put_u8(option_type);
                 buf.put_u8(1);
@@ -575,8 +585,7 @@ impl NdpMessage {
         }
         let (head, _) = take(buf, 4, Layer::Icmpv6)?;
         let icmp_type = array::<1>(head, 0)[0];
-        if icmp_type != ICMPV6_NEIGHBOR_SOLICITATION && icmp_type != ICMPV6_NEIGHBOR_ADVERTISEMENT
-        {
+        if icmp_type != ICMPV6_NEIGHBOR_SOLICITATION && icmp_type != ICMPV6_NEIGHBOR_ADVERTISEMENT {
             return Err(DecodeError::NotNdp(icmp_type));
         }
         let (fixed, options) = take(buf, Self::MIN_LEN, Layer::Icmpv6)?;
@@ -593,7 +602,10 @@ impl NdpMessage {
         // come out as 0; `computed` is what the field would be with the field itself zeroed.
         if computed != 0 {
             let expected = icmpv6_checksum_with_zeroed_field(ip.source, ip.destination, buf);
-            return Err(DecodeError::Icmpv6Checksum { found, computed: expected });
+            return Err(DecodeError::Icmpv6Checksum {
+                found,
+                computed: expected,
+            });
         }
         let target = Ipv6Addr::from(array::<16>(fixed, 8));
         if target.is_multicast() {
@@ -628,10 +640,20 @@ impl NdpMessage {
     pub fn encode(&self, source: Ipv6Addr, destination: Ipv6Addr, buf: &mut BytesMut) {
         let start = buf.len();
         let (icmp_type, flags, target, options) = match *self {
-            Self::Solicitation { target, options } => (ICMPV6_NEIGHBOR_SOLICITATION, 0, target, options),
-            Self::Advertisement { router, solicited, override_entry, target, options } => (
+            Self::Solicitation { target, options } => {
+                (ICMPV6_NEIGHBOR_SOLICITATION, 0, target, options)
+            }
+            Self::Advertisement {
+                router,
+                solicited,
+                override_entry,
+                target,
+                options,
+            } => (
                 ICMPV6_NEIGHBOR_ADVERTISEMENT,
-                (u8::from(router) << 7) | (u8::from(solicited) << 6) | (u8::from(override_entry) << 5),
+                (u8::from(router) << 7)
+                    | (u8::from(solicited) << 6)
+                    | (u8::from(override_entry) << 5),
                 target,
                 options,
             ),
@@ -678,7 +700,11 @@ pub fn icmpv6_checksum(source: Ipv6Addr, destination: Ipv6Addr, message: &[u8]) 
     !(sum as u16)
 }
 
-fn icmpv6_checksum_with_zeroed_field(source: Ipv6Addr, destination: Ipv6Addr, message: &[u8]) -> u16 {
+fn icmpv6_checksum_with_zeroed_field(
+    source: Ipv6Addr,
+    destination: Ipv6Addr,
+    message: &[u8],
+) -> u16 {
     let mut copy = message.to_vec();
     if let Some(field) = copy.get_mut(2..4) {
         field.copy_from_slice(&[0, 0]);
@@ -712,11 +738,18 @@ impl Frame {
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
         let (ethernet, payload) = EthernetHeader::decode(buf)?;
         match ethernet.ether_type {
-            ETHER_TYPE_ARP => Ok(Self::Arp { ethernet, arp: ArpPacket::decode(payload)? }),
+            ETHER_TYPE_ARP => Ok(Self::Arp {
+                ethernet,
+                arp: ArpPacket::decode(payload)?,
+            }),
             ETHER_TYPE_IPV6 => {
                 let (ip, payload) = Ipv6Header::decode(payload)?;
                 let message = NdpMessage::decode(&ip, payload)?;
-                Ok(Self::Ndp { ethernet, ip, message })
+                Ok(Self::Ndp {
+                    ethernet,
+                    ip,
+                    message,
+                })
             }
             other => Err(DecodeError::OtherEtherType(other)),
         }
@@ -730,7 +763,11 @@ impl Frame {
                 ethernet.encode(buf);
                 arp.encode(buf);
             }
-            Self::Ndp { ethernet, ip, message } => {
+            Self::Ndp {
+                ethernet,
+                ip,
+                message,
+            } => {
                 ethernet.encode(buf);
                 let len = u16::try_from(message.encoded_len()).unwrap_or(u16::MAX);
                 ip.encode(len, buf);
@@ -761,7 +798,9 @@ impl Frame {
 /// The solicited-node multicast group of `address` (RFC 4291 §2.7.1): ff02::1:ffXX:XXXX.
 pub fn solicited_node_group(address: Ipv6Addr) -> Ipv6Addr {
     let o = address.octets();
-    Ipv6Addr::from([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15]])
+    Ipv6Addr::from([
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
+    ])
 }
 
 /// All-nodes multicast ff02::1.
@@ -770,7 +809,11 @@ pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// The two gratuitous ARP frames MetalLB sends per burst: a request and a reply, both with
 /// sender = target = `ip`, target hardware = broadcast, to ff:ff:ff:ff:ff:ff.
 pub fn gratuitous_arp(mac: MacAddr, ip: Ipv4Addr) -> [Frame; 2] {
-    let ethernet = EthernetHeader { destination: MacAddr::BROADCAST, source: mac, ether_type: ETHER_TYPE_ARP };
+    let ethernet = EthernetHeader {
+        destination: MacAddr::BROADCAST,
+        source: mac,
+        ether_type: ETHER_TYPE_ARP,
+    };
     let arp = |operation| ArpPacket {
         operation,
         sender_mac: mac,
@@ -779,8 +822,14 @@ pub fn gratuitous_arp(mac: MacAddr, ip: Ipv4Addr) -> [Frame; 2] {
         target_ip: ip,
     };
     [
-        Frame::Arp { ethernet, arp: arp(ArpOperation::Request) },
-        Frame::Arp { ethernet, arp: arp(ArpOperation::Reply) },
+        Frame::Arp {
+            ethernet,
+            arp: arp(ArpOperation::Request),
+        },
+        Frame::Arp {
+            ethernet,
+            arp: arp(ArpOperation::Reply),
+        },
     ]
 }
 
@@ -793,13 +842,21 @@ pub fn unsolicited_advertisement(mac: MacAddr, source: Ipv6Addr, target: Ipv6Add
             source: mac,
             ether_type: ETHER_TYPE_IPV6,
         },
-        ip: Ipv6Header { next_header: NEXT_HEADER_ICMPV6, hop_limit: NDP_HOP_LIMIT, source, destination: ALL_NODES },
+        ip: Ipv6Header {
+            next_header: NEXT_HEADER_ICMPV6,
+            hop_limit: NDP_HOP_LIMIT,
+            source,
+            destination: ALL_NODES,
+        },
         message: NdpMessage::Advertisement {
             router: false,
             solicited: false,
             override_entry: true,
             target,
-            options: NdpOptions { source_lla: None, target_lla: Some(mac) },
+            options: NdpOptions {
+                source_lla: None,
+                target_lla: Some(mac),
+            },
         },
     }
 }

@@ -20,8 +20,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 
 use super::packet::{
-    solicited_node_group, ArpOperation, ArpPacket, DecodeError, EthernetHeader, Frame, Ipv6Header, MacAddr,
-    NdpMessage, NdpOptions, ALL_NODES, ETHER_TYPE_ARP, ETHER_TYPE_IPV6, NDP_HOP_LIMIT, NEXT_HEADER_ICMPV6,
+    solicited_node_group, ArpOperation, ArpPacket, DecodeError, EthernetHeader, Frame, Ipv6Header,
+    MacAddr, NdpMessage, NdpOptions, ALL_NODES, ETHER_TYPE_ARP, ETHER_TYPE_IPV6, NDP_HOP_LIMIT,
+    NEXT_HEADER_ICMPV6,
 };
 
 /// What the responder knows about its interface.
@@ -104,7 +105,10 @@ impl DropReason {
     pub fn is_expected(&self) -> bool {
         match self {
             Self::Malformed(error) => error.is_foreign(),
-            Self::OwnFrame | Self::NotAnnounced(_) | Self::AnswerIgnored | Self::EthernetDestinationNotUs(_) => true,
+            Self::OwnFrame
+            | Self::NotAnnounced(_)
+            | Self::AnswerIgnored
+            | Self::EthernetDestinationNotUs(_) => true,
             Self::SolicitationDestination { .. } => false,
         }
     }
@@ -123,7 +127,10 @@ pub struct Responder {
 impl Responder {
     /// A responder that announces nothing yet.
     pub fn new(interface: InterfaceIdentity) -> Self {
-        Self { interface, announced: BTreeSet::new() }
+        Self {
+            interface,
+            announced: BTreeSet::new(),
+        }
     }
 
     /// The interface.
@@ -154,7 +161,11 @@ impl Responder {
         }
         match frame {
             Frame::Arp { ethernet, arp } => self.handle_arp(&ethernet, &arp),
-            Frame::Ndp { ethernet, ip, message } => self.handle_ndp(&ethernet, &ip, &message),
+            Frame::Ndp {
+                ethernet,
+                ip,
+                message,
+            } => self.handle_ndp(&ethernet, &ip, &message),
         }
     }
 
@@ -162,13 +173,20 @@ impl Responder {
         self.announced.contains(&ip)
     }
 
-    fn handle_arp(&self, ethernet: &EthernetHeader, arp: &ArpPacket) -> Result<Outcome, DropReason> {
+    fn handle_arp(
+        &self,
+        ethernet: &EthernetHeader,
+        arp: &ArpPacket,
+    ) -> Result<Outcome, DropReason> {
         let mac = self.interface.mac;
         match arp.operation {
             ArpOperation::Reply => {
                 let ip = IpAddr::V4(arp.sender_ip);
                 if self.is_announced(ip) && arp.sender_mac != mac {
-                    return Ok(Outcome::DuplicateAnswer { ip, mac: arp.sender_mac });
+                    return Ok(Outcome::DuplicateAnswer {
+                        ip,
+                        mac: arp.sender_mac,
+                    });
                 }
                 Err(DropReason::AnswerIgnored)
             }
@@ -182,15 +200,23 @@ impl Responder {
                 }
                 // A gratuitous request for our IP from another MAC: someone else claims it.
                 if arp.sender_ip == arp.target_ip && arp.sender_mac != mac {
-                    return Ok(Outcome::DuplicateAnswer { ip, mac: arp.sender_mac });
+                    return Ok(Outcome::DuplicateAnswer {
+                        ip,
+                        mac: arp.sender_mac,
+                    });
                 }
-                let requester = if arp.sender_mac.is_multicast() || arp.sender_mac == MacAddr::ZERO {
+                let requester = if arp.sender_mac.is_multicast() || arp.sender_mac == MacAddr::ZERO
+                {
                     ethernet.source
                 } else {
                     arp.sender_mac
                 };
                 let frame = Frame::Arp {
-                    ethernet: EthernetHeader { destination: requester, source: mac, ether_type: ETHER_TYPE_ARP },
+                    ethernet: EthernetHeader {
+                        destination: requester,
+                        source: mac,
+                        ether_type: ETHER_TYPE_ARP,
+                    },
                     arp: ArpPacket {
                         operation: ArpOperation::Reply,
                         sender_mac: mac,
@@ -199,7 +225,11 @@ impl Responder {
                         target_ip: arp.sender_ip,
                     },
                 };
-                Ok(Outcome::Reply { ip, requester, frame })
+                Ok(Outcome::Reply {
+                    ip,
+                    requester,
+                    frame,
+                })
             }
         }
     }
@@ -212,10 +242,15 @@ impl Responder {
     ) -> Result<Outcome, DropReason> {
         let mac = self.interface.mac;
         match *message {
-            NdpMessage::Advertisement { target, options, .. } => {
+            NdpMessage::Advertisement {
+                target, options, ..
+            } => {
                 let claimed_by = options.target_lla.unwrap_or(ethernet.source);
                 if self.is_announced(IpAddr::V6(target)) && claimed_by != mac {
-                    return Ok(Outcome::DuplicateAnswer { ip: IpAddr::V6(target), mac: claimed_by });
+                    return Ok(Outcome::DuplicateAnswer {
+                        ip: IpAddr::V6(target),
+                        mac: claimed_by,
+                    });
                 }
                 Err(DropReason::AnswerIgnored)
             }
@@ -228,23 +263,39 @@ impl Responder {
                     return Err(DropReason::NotAnnounced(IpAddr::V6(target)));
                 }
                 if ip.destination != solicited_node_group(target) && ip.destination != target {
-                    return Err(DropReason::SolicitationDestination { target, destination: ip.destination });
+                    return Err(DropReason::SolicitationDestination {
+                        target,
+                        destination: ip.destination,
+                    });
                 }
                 // The kernel answers from the target address itself, and `ndisc6` only accepts
                 // an NA whose source is the target, so we do the same (MetalLB uses the
                 // link-local address, which `ndisc6` ignores).
                 let source = target;
-                let reply_options = NdpOptions { source_lla: None, target_lla: Some(mac) };
+                let reply_options = NdpOptions {
+                    source_lla: None,
+                    target_lla: Some(mac),
+                };
                 let (requester, eth_destination, ip_destination, solicited, override_entry) =
                     if ip.source.is_unspecified() {
                         // Duplicate address detection by someone else: defend the address.
-                        (ethernet.source, MacAddr::ipv6_multicast(ALL_NODES), ALL_NODES, false, true)
+                        (
+                            ethernet.source,
+                            MacAddr::ipv6_multicast(ALL_NODES),
+                            ALL_NODES,
+                            false,
+                            true,
+                        )
                     } else {
                         let requester = options.source_lla.unwrap_or(ethernet.source);
                         (requester, requester, ip.source, true, false)
                     };
                 let frame = Frame::Ndp {
-                    ethernet: EthernetHeader { destination: eth_destination, source: mac, ether_type: ETHER_TYPE_IPV6 },
+                    ethernet: EthernetHeader {
+                        destination: eth_destination,
+                        source: mac,
+                        ether_type: ETHER_TYPE_IPV6,
+                    },
                     ip: Ipv6Header {
                         next_header: NEXT_HEADER_ICMPV6,
                         hop_limit: NDP_HOP_LIMIT,
@@ -259,7 +310,11 @@ impl Responder {
                         options: reply_options,
                     },
                 };
-                Ok(Outcome::Reply { ip: IpAddr::V6(target), requester, frame })
+                Ok(Outcome::Reply {
+                    ip: IpAddr::V6(target),
+                    requester,
+                    frame,
+                })
             }
         }
     }

@@ -141,7 +141,10 @@ impl GratuitousSchedule {
             }
             if due {
                 for interface in &owned.interfaces {
-                    self.actions.push_back(Action::SendGratuitous { ip: *ip, interface: interface.clone() });
+                    self.actions.push_back(Action::SendGratuitous {
+                        ip: *ip,
+                        interface: interface.clone(),
+                    });
                 }
             }
         }
@@ -176,7 +179,15 @@ impl GratuitousSchedule {
             }
             None if full => self.actions.push_back(Action::TooManyIps { ip }),
             None => {
-                self.owned.insert(ip, Owned { selection, interfaces, burst_start: now, next_step: 0 });
+                self.owned.insert(
+                    ip,
+                    Owned {
+                        selection,
+                        interfaces,
+                        burst_start: now,
+                        next_step: 0,
+                    },
+                );
             }
         }
     }
