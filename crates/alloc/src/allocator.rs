@@ -752,6 +752,18 @@ impl Allocator {
         self_id: Option<ServiceId>,
     ) -> Found {
         let key = self.keys.find(&request.sharing_key, &request.backend_key);
+        self.free_ips_with_key(pool, need, key, &request.ports, self_id)
+    }
+
+    /// [`Self::free_ips_from_pool`] with the request's key id already looked up.
+    fn free_ips_with_key(
+        &mut self,
+        pool: u32,
+        need: ServiceFamily,
+        key: Option<KeyId>,
+        ports: &[Port],
+        self_id: Option<ServiceId>,
+    ) -> Found {
         let mut found = Found::default();
         let cidr_count = self.pools[pool as usize].spaces.len();
         for cidr in 0..cidr_count {
@@ -766,7 +778,7 @@ impl Allocator {
                 pool,
                 cidr: u32::try_from(cidr).expect("fewer than 2^32 CIDRs"),
             };
-            if let Some(ip) = self.ip_from_cidr(cidr_ref, key, &request.ports, self_id) {
+            if let Some(ip) = self.ip_from_cidr(cidr_ref, key, ports, self_id) {
                 found.set(family, ip);
             }
         }
@@ -815,8 +827,9 @@ impl Allocator {
         let mut primary_candidate = None;
         let mut secondary_candidate = None;
         let mut chosen = None;
+        let key = self.keys.find(&request.sharing_key, &request.backend_key);
         for &pool in candidates {
-            let found = self.free_ips_from_pool(pool, family, request, None);
+            let found = self.free_ips_with_key(pool, family, key, &request.ports, None);
             let complete = match family {
                 ServiceFamily::V4 => found.ipv4.is_some(),
                 ServiceFamily::V6 => found.ipv6.is_some(),

@@ -5,10 +5,10 @@
 //! iterated in hash order; iteration goes through the slab and callers sort by name.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::request::{Port, ServiceKey};
 
@@ -60,7 +60,9 @@ pub(crate) struct ServiceTable {
     slots: Vec<Option<Entry>>,
     vacant: Vec<ServiceId>,
     index: HashTable<ServiceId>,
-    hasher: RandomState,
+    /// foldhash with a per-process random seed: fast, and the order of the table is never
+    /// observed.
+    hasher: DefaultHashBuilder,
     len: usize,
 }
 
@@ -156,7 +158,9 @@ impl ServiceTable {
 /// Interned `(sharing key, backend key)` pairs with reference counts.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Keys {
-    by_value: BTreeMap<(Box<str>, Box<str>), KeyId>,
+    /// sharing key → backend key → id (nested so lookups borrow `&str`, no allocation).
+    by_value: BTreeMap<Box<str>, BTreeMap<Box<str>, KeyId>>,
+    live: usize,
     /// Slot `id - 1` holds key `id`.
     values: Vec<Option<KeyValue>>,
     vacant: Vec<KeyId>,
@@ -175,10 +179,7 @@ impl Keys {
         if sharing.is_empty() {
             return Some(NO_SHARING);
         }
-        // Allocation-free lookup would need a borrowed tuple type; keys are short.
-        self.by_value
-            .get(&(Box::from(sharing), Box::from(backend)))
-            .copied()
+        self.by_value.get(sharing)?.get(backend).copied()
     }
 
     /// Takes a reference on a pair, interning it if new.
@@ -186,14 +187,13 @@ impl Keys {
         if sharing.is_empty() {
             return NO_SHARING;
         }
-        let value_key = (Box::from(sharing), Box::from(backend));
-        if let Some(&id) = self.by_value.get(&value_key) {
+        if let Some(id) = self.find(sharing, backend) {
             self.value_mut(id).holders += 1;
             return id;
         }
         let value = KeyValue {
-            sharing: value_key.0.clone(),
-            backend: value_key.1.clone(),
+            sharing: Box::from(sharing),
+            backend: Box::from(backend),
             holders: 1,
         };
         let id = match self.vacant.pop() {
@@ -206,7 +206,11 @@ impl Keys {
                 KeyId::try_from(self.values.len()).expect("fewer than 2^32 sharing keys")
             }
         };
-        self.by_value.insert(value_key, id);
+        self.by_value
+            .entry(Box::from(sharing))
+            .or_default()
+            .insert(Box::from(backend), id);
+        self.live += 1;
         id
     }
 
@@ -222,7 +226,13 @@ impl Keys {
             let value = self.values[(id - 1) as usize]
                 .take()
                 .expect("checked above");
-            self.by_value.remove(&(value.sharing, value.backend));
+            if let Some(backends) = self.by_value.get_mut(&value.sharing) {
+                backends.remove(&value.backend);
+                if backends.is_empty() {
+                    self.by_value.remove(&value.sharing);
+                }
+            }
+            self.live -= 1;
             self.vacant.push(id);
         }
     }
@@ -255,6 +265,6 @@ impl Keys {
     }
 
     pub(crate) fn live(&self) -> usize {
-        self.by_value.len()
+        self.live
     }
 }
