@@ -12,10 +12,13 @@ use crate::error::{qualified, ApiError, Cause};
 use crate::events::{core_to_events, events_to_core, validate_events_v1};
 use crate::fields::Selectors;
 use crate::meta::{
-    finalizers, format_rfc3339, generate_suffix, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, meta_str,
-    metadata_mut, new_uid, now_secs,
+    finalizers, format_rfc3339, generate_suffix, is_dns1035_label, is_dns1123_label,
+    is_dns1123_subdomain, meta_str, metadata_mut, new_uid, now_secs,
 };
-use crate::patch::{apply_merge, builtin_list_merge, json_patch, merge_patch, strategic_merge, ListMerge, PatchError};
+use crate::patch::{
+    apply_merge, builtin_list_merge, json_patch, merge_patch, strategic_merge, ListMerge,
+    PatchError,
+};
 use crate::registry::{Registry, ResourceInfo, StorageKey, Strategy};
 use crate::schema;
 use crate::service::allocation_of;
@@ -77,8 +80,12 @@ impl Params {
                 "fieldSelector" => params.field_selector = Some(value),
                 "limit" => params.limit = value.parse().ok().filter(|l| *l > 0),
                 "continue" => params.continue_token = Some(value).filter(|v| !v.is_empty()),
-                "resourceVersion" => params.resource_version = Some(value).filter(|v| !v.is_empty()),
-                "resourceVersionMatch" => params.resource_version_match = Some(value).filter(|v| !v.is_empty()),
+                "resourceVersion" => {
+                    params.resource_version = Some(value).filter(|v| !v.is_empty())
+                }
+                "resourceVersionMatch" => {
+                    params.resource_version_match = Some(value).filter(|v| !v.is_empty())
+                }
                 "watch" => params.watch = flag(),
                 "allowWatchBookmarks" => params.allow_watch_bookmarks = flag(),
                 "sendInitialEvents" => params.send_initial_events = flag(),
@@ -157,7 +164,9 @@ impl Core {
     /// Locks the state; a poisoned lock (a panic elsewhere) is recovered, since every write
     /// leaves the state consistent before it can panic.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn registry(&self) -> Arc<Registry> {
@@ -181,12 +190,25 @@ impl Core {
     }
 
     /// LIST: objects (view form) and the list metadata.
-    pub(crate) fn list(&self, target: &Target, params: &Params) -> Result<(Vec<Value>, Value), ApiError> {
+    pub(crate) fn list(
+        &self,
+        target: &Target,
+        params: &Params,
+    ) -> Result<(Vec<Value>, Value), ApiError> {
         let info = &target.info;
-        let selectors = Selectors::parse(info, params.label_selector.as_deref(), params.field_selector.as_deref())?;
+        let selectors = Selectors::parse(
+            info,
+            params.label_selector.as_deref(),
+            params.field_selector.as_deref(),
+        )?;
         let state = self.lock();
         if params.resource_version_match.as_deref() == Some("Exact") {
-            let requested: u64 = params.resource_version.as_deref().unwrap_or("0").parse().map_err(|_| ApiError::bad_request("invalid resourceVersion"))?;
+            let requested: u64 = params
+                .resource_version
+                .as_deref()
+                .unwrap_or("0")
+                .parse()
+                .map_err(|_| ApiError::bad_request("invalid resourceVersion"))?;
             if requested != state.rv {
                 return Err(ApiError::expired(requested, state.rv));
             }
@@ -195,11 +217,21 @@ impl Core {
             Some(token) => decode_continue(token)?,
             None => (state.rv, None),
         };
-        let namespace = if info.namespaced { target.namespace.as_deref() } else { None };
+        let namespace = if info.namespaced {
+            target.namespace.as_deref()
+        } else {
+            None
+        };
         let mut items = Vec::new();
         let mut next = None;
+        let mut last_key: Option<(String, String)> = None;
         for object in state.list(&info.storage, namespace) {
-            let key = (meta_str(&object, "namespace").unwrap_or_default().to_string(), meta_str(&object, "name").unwrap_or_default().to_string());
+            let key = (
+                meta_str(&object, "namespace")
+                    .unwrap_or_default()
+                    .to_string(),
+                meta_str(&object, "name").unwrap_or_default().to_string(),
+            );
             if let Some(after) = &start_after {
                 if &key <= after {
                     continue;
@@ -209,10 +241,11 @@ impl Core {
                 continue;
             }
             if params.limit.is_some_and(|limit| items.len() >= limit) {
-                next = Some(encode_continue(list_rv, &key));
+                next = last_key.as_ref().map(|last| encode_continue(list_rv, last));
                 break;
             }
             items.push(to_view(info, &object));
+            last_key = Some(key);
         }
         let mut metadata = json!({"resourceVersion": list_rv.to_string()});
         if let Some(token) = next {
@@ -222,7 +255,12 @@ impl Core {
     }
 
     /// POST.
-    pub(crate) fn create(&self, target: &Target, body: Value, params: &Params) -> Result<Outcome, ApiError> {
+    pub(crate) fn create(
+        &self,
+        target: &Target,
+        body: Value,
+        params: &Params,
+    ) -> Result<Outcome, ApiError> {
         let mut state = self.lock();
         let outcome = create_locked(&mut state, target, body, params)?;
         self.notify(&state);
@@ -230,23 +268,41 @@ impl Core {
     }
 
     /// PUT.
-    pub(crate) fn update(&self, target: &Target, body: Value, params: &Params) -> Result<Outcome, ApiError> {
+    pub(crate) fn update(
+        &self,
+        target: &Target,
+        body: Value,
+        params: &Params,
+    ) -> Result<Outcome, ApiError> {
         let mut state = self.lock();
         let info = target.info.clone();
         let old = state
             .get(&info.storage, &target.namespace_key(), target.name())
             .ok_or_else(|| ApiError::not_found(&info.group, &info.resource, target.name()))?;
-        let body_rv = body.get("metadata").and_then(|m| m.get("resourceVersion")).and_then(Value::as_str).unwrap_or_default().to_string();
+        let body_rv = body
+            .get("metadata")
+            .and_then(|m| m.get("resourceVersion"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if body_rv.is_empty() && !info.is_builtin() {
             return Err(ApiError::invalid(
                 &info.group,
                 &info.kind,
                 target.name(),
-                vec![Cause::invalid("metadata.resourceVersion", &json!("0x0"), "must be specified for an update")],
+                vec![Cause::invalid(
+                    "metadata.resourceVersion",
+                    &json!("0x0"),
+                    "must be specified for an update",
+                )],
             ));
         }
         if !body_rv.is_empty() && Some(body_rv.as_str()) != meta_str(&old, "resourceVersion") {
-            return Err(ApiError::conflict(&info.group, &info.resource, target.name()));
+            return Err(ApiError::conflict(
+                &info.group,
+                &info.resource,
+                target.name(),
+            ));
         }
         if let Some(name) = meta_str(&body, "name") {
             if name != target.name() {
@@ -262,7 +318,13 @@ impl Core {
     }
 
     /// PATCH (including apply, which may create).
-    pub(crate) fn patch(&self, target: &Target, patch_type: PatchType, body: &[u8], params: &Params) -> Result<Outcome, ApiError> {
+    pub(crate) fn patch(
+        &self,
+        target: &Target,
+        patch_type: PatchType,
+        body: &[u8],
+        params: &Params,
+    ) -> Result<Outcome, ApiError> {
         let info = target.info.clone();
         if patch_type == PatchType::Strategic && !info.is_builtin() {
             return Err(ApiError::unsupported_media(
@@ -272,11 +334,16 @@ impl Core {
         let patch: Value = match patch_type {
             PatchType::Apply => {
                 if params.field_manager.as_deref().is_none_or(str::is_empty) {
-                    return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requires fieldManager parameter"));
+                    return Err(ApiError::bad_request(
+                        "PATCH, application/apply-patch+yaml requires fieldManager parameter",
+                    ));
                 }
-                serde_yaml::from_slice(body).map_err(|error| ApiError::bad_request(format!("error decoding YAML: {error}")))?
+                serde_yaml::from_slice(body).map_err(|error| {
+                    ApiError::bad_request(format!("error decoding YAML: {error}"))
+                })?
             }
-            _ => serde_json::from_slice(body).map_err(|error| ApiError::bad_request(format!("error decoding patch: {error}")))?,
+            _ => serde_json::from_slice(body)
+                .map_err(|error| ApiError::bad_request(format!("error decoding patch: {error}")))?,
         };
         let mut state = self.lock();
         let existing = state.get(&info.storage, &target.namespace_key(), target.name());
@@ -286,7 +353,11 @@ impl Core {
                 self.notify(&state);
                 return Ok(outcome);
             }
-            return Err(ApiError::not_found(&info.group, &info.resource, target.name()));
+            return Err(ApiError::not_found(
+                &info.group,
+                &info.resource,
+                target.name(),
+            ));
         };
         let current = to_view(&info, &old);
         let mut patched = current.clone();
@@ -302,7 +373,9 @@ impl Core {
             PatchType::Json => json_patch(&mut patched, &patch),
             PatchType::Strategic => {
                 if !patch.is_object() {
-                    return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
+                    return Err(ApiError::bad_request(
+                        "strategic merge patch must be a JSON object",
+                    ));
                 }
                 strategic_merge(&mut patched, &patch, &*rules)
             }
@@ -322,11 +395,24 @@ impl Core {
             Ok(()) => {}
             Err(PatchError::Malformed(message)) => return Err(ApiError::bad_request(message)),
             Err(PatchError::Failed(message)) => {
-                return Err(ApiError::invalid(&info.group, &info.kind, target.name(), vec![Cause { reason: "FieldValueInvalid", field: String::new(), message }]))
+                return Err(ApiError::invalid(
+                    &info.group,
+                    &info.kind,
+                    target.name(),
+                    vec![Cause {
+                        reason: "FieldValueInvalid",
+                        field: String::new(),
+                        message,
+                    }],
+                ))
             }
         }
         if meta_str(&patched, "resourceVersion") != meta_str(&current, "resourceVersion") {
-            return Err(ApiError::conflict(&info.group, &info.resource, target.name()));
+            return Err(ApiError::conflict(
+                &info.group,
+                &info.resource,
+                target.name(),
+            ));
         }
         let outcome = update_locked(&mut state, target, &old, patched, params)?;
         self.notify(&state);
@@ -334,28 +420,65 @@ impl Core {
     }
 
     /// DELETE of one object.
-    pub(crate) fn delete(&self, target: &Target, options: &Value, params: &Params) -> Result<Outcome, ApiError> {
+    pub(crate) fn delete(
+        &self,
+        target: &Target,
+        options: &Value,
+        params: &Params,
+    ) -> Result<Outcome, ApiError> {
         let mut state = self.lock();
-        let outcome = delete_locked(&mut state, &target.info, &target.namespace_key(), target.name(), options, params.dry_run)?;
+        let outcome = delete_locked(
+            &mut state,
+            &target.info,
+            &target.namespace_key(),
+            target.name(),
+            options,
+            params.dry_run,
+        )?;
         self.notify(&state);
-        Ok(Outcome { object: to_view(&target.info, &outcome), code: 200, warnings: Vec::new() })
+        Ok(Outcome {
+            object: to_view(&target.info, &outcome),
+            code: 200,
+            warnings: Vec::new(),
+        })
     }
 
     /// DELETE of a collection.
-    pub(crate) fn delete_collection(&self, target: &Target, options: &Value, params: &Params) -> Result<Vec<Value>, ApiError> {
+    pub(crate) fn delete_collection(
+        &self,
+        target: &Target,
+        options: &Value,
+        params: &Params,
+    ) -> Result<Vec<Value>, ApiError> {
         let info = &target.info;
-        let selectors = Selectors::parse(info, params.label_selector.as_deref(), params.field_selector.as_deref())?;
+        let selectors = Selectors::parse(
+            info,
+            params.label_selector.as_deref(),
+            params.field_selector.as_deref(),
+        )?;
         let mut state = self.lock();
-        let namespace = if info.namespaced { target.namespace.as_deref() } else { None };
+        let namespace = if info.namespaced {
+            target.namespace.as_deref()
+        } else {
+            None
+        };
         let victims: Vec<(String, String)> = state
             .list(&info.storage, namespace)
             .iter()
             .filter(|object| selectors.matches(info, object))
-            .map(|object| (meta_str(object, "namespace").unwrap_or_default().to_string(), meta_str(object, "name").unwrap_or_default().to_string()))
+            .map(|object| {
+                (
+                    meta_str(object, "namespace")
+                        .unwrap_or_default()
+                        .to_string(),
+                    meta_str(object, "name").unwrap_or_default().to_string(),
+                )
+            })
             .collect();
         let mut deleted = Vec::new();
         for (namespace, name) in victims {
-            let object = delete_locked(&mut state, info, &namespace, &name, options, params.dry_run)?;
+            let object =
+                delete_locked(&mut state, info, &namespace, &name, options, params.dry_run)?;
             deleted.push(to_view(info, &object));
         }
         self.notify(&state);
@@ -393,7 +516,9 @@ fn encode_continue(rv: u64, key: &(String, String)) -> String {
 
 fn decode_continue(token: &str) -> Result<(u64, Option<(String, String)>), ApiError> {
     let bad = || ApiError::bad_request("continue key is not valid: illegal base64 data");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let value: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = value.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
     let namespace = value.get("ns").and_then(Value::as_str).ok_or_else(bad)?;
@@ -402,14 +527,19 @@ fn decode_continue(token: &str) -> Result<(u64, Option<(String, String)>), ApiEr
 }
 
 /// List merge rules for strategic / apply patches of a kind.
-fn list_rules(info: &Arc<ResourceInfo>) -> Box<dyn Fn(&[&str]) -> ListMerge> {
+/// A list-merge rule lookup by path.
+type ListRules = Box<dyn Fn(&[&str]) -> ListMerge>;
+
+fn list_rules(info: &Arc<ResourceInfo>) -> ListRules {
     let info = info.clone();
     Box::new(move |path: &[&str]| {
         if let Some(custom) = &info.custom {
             match path {
                 ["metadata", "finalizers"] => ListMerge::Set,
                 ["metadata", "ownerReferences"] => ListMerge::Map(vec!["uid".into()]),
-                _ => schema::schema_at(&custom.schema, path).map(schema::list_merge).unwrap_or(ListMerge::Atomic),
+                _ => schema::schema_at(&custom.schema, path)
+                    .map(schema::list_merge)
+                    .unwrap_or(ListMerge::Atomic),
             }
         } else {
             builtin_list_merge(&info.kind, path)
@@ -418,15 +548,28 @@ fn list_rules(info: &Arc<ResourceInfo>) -> Box<dyn Fn(&[&str]) -> ListMerge> {
 }
 
 fn namespace_of_body(body: &Value) -> Option<String> {
-    meta_str(body, "namespace").filter(|ns| !ns.is_empty()).map(str::to_string)
+    meta_str(body, "namespace")
+        .filter(|ns| !ns.is_empty())
+        .map(str::to_string)
 }
 
 /// Checks body kind / apiVersion / namespace against the request, prunes unknown fields,
 /// applies schema defaults and validation for CRs. Returns warnings.
-fn admit_body(info: &ResourceInfo, target: &Target, body: &mut Value, params: &Params) -> Result<Vec<String>, ApiError> {
-    let name = target.name.clone().or_else(|| meta_str(body, "name").map(str::to_string)).unwrap_or_default();
+fn admit_body(
+    info: &ResourceInfo,
+    target: &Target,
+    body: &mut Value,
+    params: &Params,
+) -> Result<Vec<String>, ApiError> {
+    let name = target
+        .name
+        .clone()
+        .or_else(|| meta_str(body, "name").map(str::to_string))
+        .unwrap_or_default();
     if !body.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     }
     if let Some(kind) = body.get("kind").and_then(Value::as_str) {
         if kind != info.kind && !kind.is_empty() {
@@ -439,7 +582,9 @@ fn admit_body(info: &ResourceInfo, target: &Target, body: &mut Value, params: &P
         }
     }
     if info.namespaced {
-        if let (Some(body_namespace), Some(path_namespace)) = (namespace_of_body(body), target.namespace.as_ref()) {
+        if let (Some(body_namespace), Some(path_namespace)) =
+            (namespace_of_body(body), target.namespace.as_ref())
+        {
             if &body_namespace != path_namespace {
                 return Err(ApiError::bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request",
@@ -463,7 +608,10 @@ fn admit_body(info: &ResourceInfo, target: &Target, body: &mut Value, params: &P
     if !unknown.is_empty() {
         match params.field_validation {
             FieldValidation::Strict => {
-                let list: Vec<String> = unknown.iter().map(|field| format!("unknown field \"{field}\"")).collect();
+                let list: Vec<String> = unknown
+                    .iter()
+                    .map(|field| format!("unknown field \"{field}\""))
+                    .collect();
                 return Err(ApiError::bad_request(format!(
                     "{} in body: strict decoding error: {}",
                     qualified_kind(info, &name),
@@ -471,7 +619,11 @@ fn admit_body(info: &ResourceInfo, target: &Target, body: &mut Value, params: &P
                 ))
                 .with_message_prefix_free());
             }
-            FieldValidation::Warn => warnings.extend(unknown.iter().map(|field| format!("unknown field \"{field}\""))),
+            FieldValidation::Warn => warnings.extend(
+                unknown
+                    .iter()
+                    .map(|field| format!("unknown field \"{field}\"")),
+            ),
             FieldValidation::Ignore => {}
         }
     }
@@ -482,7 +634,11 @@ fn admit_body(info: &ResourceInfo, target: &Target, body: &mut Value, params: &P
 }
 
 fn qualified_kind(info: &ResourceInfo, name: &str) -> String {
-    let kind = if info.group.is_empty() { info.kind.clone() } else { format!("{}.{}", info.kind, info.group) };
+    let kind = if info.group.is_empty() {
+        info.kind.clone()
+    } else {
+        format!("{}.{}", info.kind, info.group)
+    };
     format!("{kind} \"{name}\"")
 }
 
@@ -513,7 +669,12 @@ fn validate_name(info: &ResourceInfo, name: &str) -> Option<Cause> {
 }
 
 /// Checks the namespace of a namespaced create exists and is not terminating.
-fn check_namespace(state: &State, info: &ResourceInfo, namespace: &str, name: &str) -> Result<(), ApiError> {
+fn check_namespace(
+    state: &State,
+    info: &ResourceInfo,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ApiError> {
     if !info.namespaced {
         return Ok(());
     }
@@ -521,7 +682,11 @@ fn check_namespace(state: &State, info: &ResourceInfo, namespace: &str, name: &s
     let Some(ns) = state.get(&key, "", namespace) else {
         return Err(ApiError::not_found("", "namespaces", namespace));
     };
-    if ns.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_some() {
+    if ns
+        .get("metadata")
+        .and_then(|m| m.get("deletionTimestamp"))
+        .is_some()
+    {
         return Err(ApiError::forbidden(
             &info.group,
             &info.resource,
@@ -535,13 +700,28 @@ fn check_namespace(state: &State, info: &ResourceInfo, namespace: &str, name: &s
     Ok(())
 }
 
-pub(crate) fn create_locked(state: &mut State, target: &Target, mut body: Value, params: &Params) -> Result<Outcome, ApiError> {
+pub(crate) fn create_locked(
+    state: &mut State,
+    target: &Target,
+    mut body: Value,
+    params: &Params,
+) -> Result<Outcome, ApiError> {
     let info = target.info.clone();
-    if target.status || target.name.is_some() && target.name.as_deref() != meta_str(&body, "name") && meta_str(&body, "name").is_some() {
-        return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+    if target.status
+        || target.name.is_some()
+            && target.name.as_deref() != meta_str(&body, "name")
+            && meta_str(&body, "name").is_some()
+    {
+        return Err(ApiError::bad_request(
+            "the name of the object does not match the name on the URL",
+        ));
     }
     if info.namespaced && target.namespace.is_none() {
-        let namespace = namespace_of_body(&body).ok_or_else(|| ApiError::bad_request("the server could not find the requested resource (namespace required)"))?;
+        let namespace = namespace_of_body(&body).ok_or_else(|| {
+            ApiError::bad_request(
+                "the server could not find the requested resource (namespace required)",
+            )
+        })?;
         let mut scoped = target.clone();
         scoped.namespace = Some(namespace);
         return create_locked(state, &scoped, body, params);
@@ -549,24 +729,49 @@ pub(crate) fn create_locked(state: &mut State, target: &Target, mut body: Value,
     let mut warnings = admit_body(&info, target, &mut body, params)?;
     // Name.
     let meta = metadata_mut(&mut body);
-    let mut name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if name.is_empty() {
         name = target.name.clone().unwrap_or_default();
     }
     if name.is_empty() {
-        if let Some(prefix) = meta.get("generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+        if let Some(prefix) = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+        {
             name = format!("{prefix}{}", generate_suffix());
         }
     }
     if name.is_empty() {
-        return Err(ApiError::invalid(&info.group, &info.kind, "", vec![Cause::required("metadata.name", "name or generateName is required")]));
+        return Err(ApiError::invalid(
+            &info.group,
+            &info.kind,
+            "",
+            vec![Cause::required(
+                "metadata.name",
+                "name or generateName is required",
+            )],
+        ));
     }
     meta.insert("name".into(), json!(name));
     let namespace = target.namespace_key();
     // System metadata.
     meta.insert("uid".into(), json!(new_uid()));
-    meta.insert("creationTimestamp".into(), json!(format_rfc3339(now_secs())));
-    for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink", "managedFields"] {
+    meta.insert(
+        "creationTimestamp".into(),
+        json!(format_rfc3339(now_secs())),
+    );
+    for field in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "resourceVersion",
+        "selfLink",
+        "managedFields",
+    ] {
         meta.remove(field);
     }
     if info.has_generation {
@@ -593,7 +798,9 @@ pub(crate) fn create_locked(state: &mut State, target: &Target, mut body: Value,
             if let Some(labels) = labels.as_object_mut() {
                 labels.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
-            let spec = body.as_object_mut().map(|m| m.entry("spec").or_insert_with(|| json!({})).clone());
+            let spec = body
+                .as_object_mut()
+                .map(|m| m.entry("spec").or_insert_with(|| json!({})).clone());
             if let (Some(map), Some(mut spec)) = (body.as_object_mut(), spec) {
                 if spec.get("finalizers").is_none() {
                     spec["finalizers"] = json!(["kubernetes"]);
@@ -647,14 +854,22 @@ pub(crate) fn create_locked(state: &mut State, target: &Target, mut body: Value,
         release(state, &service_taken);
         let mut view = to_view(&info, &stored);
         metadata_mut(&mut view).remove("resourceVersion");
-        return Ok(Outcome { object: view, code: 201, warnings });
+        return Ok(Outcome {
+            object: view,
+            code: 201,
+            warnings,
+        });
     }
     let committed = state.put(&info.storage, stored);
     if info.strategy == Strategy::Crd {
         rebuild_registry(state);
     }
     warnings.dedup();
-    Ok(Outcome { object: to_view(&info, &committed), code: 201, warnings })
+    Ok(Outcome {
+        object: to_view(&info, &committed),
+        code: 201,
+        warnings,
+    })
 }
 
 /// The client's form → the stored form.
@@ -664,7 +879,10 @@ fn to_storage(info: &ResourceInfo, body: Value) -> Value {
         (Strategy::Custom, Some(custom)) => {
             let mut body = body;
             if let Some(map) = body.as_object_mut() {
-                map.insert("apiVersion".into(), json!(format!("{}/{}", info.group, custom.storage_version)));
+                map.insert(
+                    "apiVersion".into(),
+                    json!(format!("{}/{}", info.group, custom.storage_version)),
+                );
             }
             body
         }
@@ -678,14 +896,23 @@ fn spec_part(info: &ResourceInfo, object: &Value) -> Map<String, Value> {
         .as_object()
         .map(|map| {
             map.iter()
-                .filter(|(key, _)| !matches!(key.as_str(), "metadata" | "apiVersion" | "kind") && !(info.has_status && key.as_str() == "status"))
+                .filter(|(key, _)| {
+                    !(matches!(key.as_str(), "metadata" | "apiVersion" | "kind")
+                        || info.has_status && key.as_str() == "status")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })
         .unwrap_or_default()
 }
 
-pub(crate) fn update_locked(state: &mut State, target: &Target, old: &Arc<Value>, body: Value, params: &Params) -> Result<Outcome, ApiError> {
+pub(crate) fn update_locked(
+    state: &mut State,
+    target: &Target,
+    old: &Arc<Value>,
+    body: Value,
+    params: &Params,
+) -> Result<Outcome, ApiError> {
     let info = target.info.clone();
     let name = target.name().to_string();
     let namespace = target.namespace_key();
@@ -708,13 +935,18 @@ pub(crate) fn update_locked(state: &mut State, target: &Target, old: &Arc<Value>
             _ => {
                 let mut merged = body.clone();
                 if let Some(map) = merged.as_object_mut() {
-                    map.retain(|key, _| matches!(key.as_str(), "metadata" | "status" | "apiVersion" | "kind"));
+                    map.retain(|key, _| {
+                        matches!(key.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                    });
                     for (key, value) in spec_part(&info, &old_view) {
                         map.insert(key, value);
                     }
                 }
                 if info.strategy == Strategy::Pod {
-                    let owners = old_view.get("metadata").and_then(|m| m.get("ownerReferences")).cloned();
+                    let owners = old_view
+                        .get("metadata")
+                        .and_then(|m| m.get("ownerReferences"))
+                        .cloned();
                     let meta = metadata_mut(&mut merged);
                     match owners {
                         Some(owners) => meta.insert("ownerReferences".into(), owners),
@@ -738,9 +970,22 @@ pub(crate) fn update_locked(state: &mut State, target: &Target, old: &Arc<Value>
     };
     // Immutable and system metadata come from the stored object.
     {
-        let old_meta = old_view.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+        let old_meta = old_view
+            .get("metadata")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         let meta = metadata_mut(&mut new);
-        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "resourceVersion", "name", "namespace"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+            "name",
+            "namespace",
+        ] {
             match old_meta.get(field) {
                 Some(value) => meta.insert(field.into(), value.clone()),
                 None => meta.remove(field),
@@ -751,11 +996,17 @@ pub(crate) fn update_locked(state: &mut State, target: &Target, old: &Arc<Value>
     }
     let mut causes = Vec::new();
     // No new finalizers while deleting.
-    let deleting = old_view.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_some();
+    let deleting = old_view
+        .get("metadata")
+        .and_then(|m| m.get("deletionTimestamp"))
+        .is_some();
     if deleting {
         let old_finalizers = finalizers(&old_view);
         if finalizers(&new).iter().any(|f| !old_finalizers.contains(f)) {
-            causes.push(Cause::forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted"));
+            causes.push(Cause::forbidden(
+                "metadata.finalizers",
+                "no new finalizers can be added if the object is being deleted",
+            ));
         }
     }
     let mut service_change = None;
@@ -772,12 +1023,10 @@ pub(crate) fn update_locked(state: &mut State, target: &Target, old: &Arc<Value>
             }
         }
         Strategy::EventsV1 => causes.extend(validate_events_v1(&new, Some(&old_view))),
-        Strategy::Crd => {
-            if !target.status {
-                causes.extend(validate_crd(&new));
-                if causes.is_empty() {
-                    prepare_crd(&mut new, Some(&old_view));
-                }
+        Strategy::Crd if !target.status => {
+            causes.extend(validate_crd(&new));
+            if causes.is_empty() {
+                prepare_crd(&mut new, Some(&old_view));
             }
         }
         Strategy::Custom => {
@@ -797,29 +1046,43 @@ pub(crate) fn update_locked(state: &mut State, target: &Target, old: &Arc<Value>
         }
         _ => {}
     }
-    let undo = |state: &mut State, change: &Option<(crate::service::Allocation, crate::service::Allocation)>| {
-        if let Some((taken, _)) = change {
-            state.services.release(taken);
-        }
-    };
+    let undo =
+        |state: &mut State,
+         change: &Option<(crate::service::Allocation, crate::service::Allocation)>| {
+            if let Some((taken, _)) = change {
+                state.services.release(taken);
+            }
+        };
     if !causes.is_empty() {
         undo(state, &service_change);
         return Err(ApiError::invalid(&info.group, &info.kind, &name, causes));
     }
     // Generation.
     if info.has_generation && spec_part(&info, &new) != spec_part(&info, &old_view) {
-        let generation = old_view.get("metadata").and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(0);
+        let generation = old_view
+            .get("metadata")
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         metadata_mut(&mut new).insert("generation".into(), json!(generation + 1));
     }
     let stored = to_storage(&info, new);
     // No-op writes keep the RV and emit nothing.
     if &stored == old.as_ref() {
         undo(state, &service_change);
-        return Ok(Outcome { object: old_view, code: 200, warnings });
+        return Ok(Outcome {
+            object: old_view,
+            code: 200,
+            warnings,
+        });
     }
     if params.dry_run {
         undo(state, &service_change);
-        return Ok(Outcome { object: to_view(&info, &stored), code: 200, warnings });
+        return Ok(Outcome {
+            object: to_view(&info, &stored),
+            code: 200,
+            warnings,
+        });
     }
     if let Some((_, freed)) = &service_change {
         state.services.release(freed);
@@ -834,11 +1097,20 @@ pub(crate) fn update_locked(state: &mut State, target: &Target, old: &Arc<Value>
         rebuild_registry(state);
     }
     warnings.dedup();
-    Ok(Outcome { object: to_view(&info, &committed), code: 200, warnings })
+    Ok(Outcome {
+        object: to_view(&info, &committed),
+        code: 200,
+        warnings,
+    })
 }
 
 /// Removes an object for good, releasing what it held.
-fn finish_delete(state: &mut State, info: &ResourceInfo, namespace: &str, name: &str) -> Option<Arc<Value>> {
+fn finish_delete(
+    state: &mut State,
+    info: &ResourceInfo,
+    namespace: &str,
+    name: &str,
+) -> Option<Arc<Value>> {
     let removed = state.remove(&info.storage, namespace, name)?;
     if info.strategy == Strategy::Service {
         state.services.release(&allocation_of(&removed));
@@ -849,7 +1121,14 @@ fn finish_delete(state: &mut State, info: &ResourceInfo, namespace: &str, name: 
     Some(removed)
 }
 
-pub(crate) fn delete_locked(state: &mut State, info: &Arc<ResourceInfo>, namespace: &str, name: &str, options: &Value, dry_run: bool) -> Result<Arc<Value>, ApiError> {
+pub(crate) fn delete_locked(
+    state: &mut State,
+    info: &Arc<ResourceInfo>,
+    namespace: &str,
+    name: &str,
+    options: &Value,
+    dry_run: bool,
+) -> Result<Arc<Value>, ApiError> {
     let old = state
         .get(&info.storage, namespace, name)
         .ok_or_else(|| ApiError::not_found(&info.group, &info.resource, name))?;
@@ -884,12 +1163,19 @@ pub(crate) fn delete_locked(state: &mut State, info: &Arc<ResourceInfo>, namespa
         || options.get("orphanDependents").and_then(Value::as_bool) == Some(true);
     let is_namespace = info.strategy == Strategy::Namespace;
     if is_namespace || !finalizers(&old).is_empty() {
-        if old.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_some() {
+        if old
+            .get("metadata")
+            .and_then(|m| m.get("deletionTimestamp"))
+            .is_some()
+        {
             return Ok(old);
         }
         let mut marked = (*old).clone();
         let meta = metadata_mut(&mut marked);
-        meta.insert("deletionTimestamp".into(), json!(format_rfc3339(now_secs())));
+        meta.insert(
+            "deletionTimestamp".into(),
+            json!(format_rfc3339(now_secs())),
+        );
         meta.insert("deletionGracePeriodSeconds".into(), json!(0));
         if is_namespace {
             if let Some(map) = marked.as_object_mut() {
@@ -898,7 +1184,8 @@ pub(crate) fn delete_locked(state: &mut State, info: &Arc<ResourceInfo>, namespa
         }
         return Ok(state.put(&info.storage, marked));
     }
-    let removed = finish_delete(state, info, namespace, name).ok_or_else(|| ApiError::not_found(&info.group, &info.resource, name))?;
+    let removed = finish_delete(state, info, namespace, name)
+        .ok_or_else(|| ApiError::not_found(&info.group, &info.resource, name))?;
     if orphan {
         if let Some(uid) = meta_str(&removed, "uid") {
             orphan_dependents(state, uid);
@@ -912,10 +1199,23 @@ fn orphan_dependents(state: &mut State, uid: &str) {
     let mut updates = Vec::new();
     for (storage, objects) in &state.objects {
         for object in objects.values() {
-            let Some(owners) = object.get("metadata").and_then(|m| m.get("ownerReferences")).and_then(Value::as_array) else { continue };
-            if owners.iter().any(|o| o.get("uid").and_then(Value::as_str) == Some(uid)) {
+            let Some(owners) = object
+                .get("metadata")
+                .and_then(|m| m.get("ownerReferences"))
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            if owners
+                .iter()
+                .any(|o| o.get("uid").and_then(Value::as_str) == Some(uid))
+            {
                 let mut updated = (**object).clone();
-                let kept: Vec<Value> = owners.iter().filter(|o| o.get("uid").and_then(Value::as_str) != Some(uid)).cloned().collect();
+                let kept: Vec<Value> = owners
+                    .iter()
+                    .filter(|o| o.get("uid").and_then(Value::as_str) != Some(uid))
+                    .cloned()
+                    .collect();
                 let meta = metadata_mut(&mut updated);
                 if kept.is_empty() {
                     meta.remove("ownerReferences");
@@ -933,7 +1233,10 @@ fn orphan_dependents(state: &mut State, uid: &str) {
 
 /// Rebuilds the registry from the stored CRDs.
 pub(crate) fn rebuild_registry(state: &mut State) {
-    let key: StorageKey = ("apiextensions.k8s.io".into(), "customresourcedefinitions".into());
+    let key: StorageKey = (
+        "apiextensions.k8s.io".into(),
+        "customresourcedefinitions".into(),
+    );
     let crds = state.list(&key, None);
     let references: Vec<&Value> = crds.iter().map(AsRef::as_ref).collect();
     let epoch = state.registry.epoch + 1;
@@ -946,7 +1249,12 @@ const CRD_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 fn validate_crd(crd: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let spec = crd.get("spec").cloned().unwrap_or(Value::Null);
-    let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |value: Option<&Value>| {
+        value
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let group = text(spec.get("group"));
     let plural = text(spec.get("names").and_then(|n| n.get("plural")));
     let kind = text(spec.get("names").and_then(|n| n.get("kind")));
@@ -954,7 +1262,11 @@ fn validate_crd(crd: &Value) -> Vec<Cause> {
     if group.is_empty() {
         causes.push(Cause::required("spec.group", ""));
     } else if !group.contains('.') || !is_dns1123_subdomain(&group) {
-        causes.push(Cause::invalid("spec.group", &json!(group), "should be a domain with at least one dot"));
+        causes.push(Cause::invalid(
+            "spec.group",
+            &json!(group),
+            "should be a domain with at least one dot",
+        ));
     }
     if plural.is_empty() {
         causes.push(Cause::required("spec.names.plural", ""));
@@ -963,19 +1275,42 @@ fn validate_crd(crd: &Value) -> Vec<Cause> {
         causes.push(Cause::required("spec.names.kind", ""));
     }
     if name != format!("{plural}.{group}") {
-        causes.push(Cause::invalid("metadata.name", &json!(name), "must be spec.names.plural+\".\"+spec.group"));
+        causes.push(Cause::invalid(
+            "metadata.name",
+            &json!(name),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
     }
     let scope = text(spec.get("scope"));
     if scope != "Namespaced" && scope != "Cluster" {
-        causes.push(Cause::not_supported("spec.scope", &json!(scope), &["Cluster".into(), "Namespaced".into()]));
+        causes.push(Cause::not_supported(
+            "spec.scope",
+            &json!(scope),
+            &["Cluster".into(), "Namespaced".into()],
+        ));
     }
-    let versions = spec.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let versions = spec
+        .get("versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if versions.is_empty() {
-        causes.push(Cause::invalid("spec.versions", &json!([]), "must have exactly one version marked as storage version"));
+        causes.push(Cause::invalid(
+            "spec.versions",
+            &json!([]),
+            "must have exactly one version marked as storage version",
+        ));
     }
-    let storage_count = versions.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).count();
+    let storage_count = versions
+        .iter()
+        .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        .count();
     if !versions.is_empty() && storage_count != 1 {
-        causes.push(Cause::invalid("spec.versions", &json!(storage_count), "must have exactly one version marked as storage version"));
+        causes.push(Cause::invalid(
+            "spec.versions",
+            &json!(storage_count),
+            "must have exactly one version marked as storage version",
+        ));
     }
     for (index, version) in versions.iter().enumerate() {
         let path = format!("spec.versions[{index}].schema.openAPIV3Schema");
@@ -985,7 +1320,10 @@ fn validate_crd(crd: &Value) -> Vec<Cause> {
                 if let Err(errors) = CompiledRules::compile(schema_value) {
                     for error in errors {
                         causes.push(Cause::invalid(
-                            format!("spec.versions[{index}].schema.{}.x-kubernetes-validations", error.path),
+                            format!(
+                                "spec.versions[{index}].schema.{}.x-kubernetes-validations",
+                                error.path
+                            ),
                             &json!(error.rule),
                             format!("compilation failed: {}", error.detail),
                         ));
@@ -1002,7 +1340,11 @@ fn validate_crd(crd: &Value) -> Vec<Cause> {
 fn prepare_crd(crd: &mut Value, old: Option<&Value>) {
     let spec = crd.get("spec").cloned().unwrap_or(Value::Null);
     let names = spec.get("names").cloned().unwrap_or_else(|| json!({}));
-    let kind = names.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = names
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let mut accepted = names.clone();
     if accepted.get("singular").is_none() {
         accepted["singular"] = json!(kind.to_ascii_lowercase());
@@ -1010,9 +1352,17 @@ fn prepare_crd(crd: &mut Value, old: Option<&Value>) {
     if accepted.get("listKind").is_none() {
         accepted["listKind"] = json!(format!("{kind}List"));
     }
-    if let Some(names) = crd.get_mut("spec").and_then(|s| s.get_mut("names")).and_then(Value::as_object_mut) {
-        names.entry("singular").or_insert_with(|| json!(kind.to_ascii_lowercase()));
-        names.entry("listKind").or_insert_with(|| json!(format!("{kind}List")));
+    if let Some(names) = crd
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("names"))
+        .and_then(Value::as_object_mut)
+    {
+        names
+            .entry("singular")
+            .or_insert_with(|| json!(kind.to_ascii_lowercase()));
+        names
+            .entry("listKind")
+            .or_insert_with(|| json!(format!("{kind}List")));
     }
     let storage = spec
         .get("versions")
@@ -1027,7 +1377,11 @@ fn prepare_crd(crd: &mut Value, old: Option<&Value>) {
         .and_then(|o| o.get("status"))
         .and_then(|s| s.get("storedVersions"))
         .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if !stored_versions.contains(&storage) {
         stored_versions.push(storage);

@@ -49,7 +49,11 @@ fn prune_against(value: &mut Value, typed: &Value, path: &str, unknown: &mut Vec
         (Value::Object(map), Value::Object(known)) => {
             let keys: Vec<String> = map.keys().cloned().collect();
             for key in keys {
-                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match known.get(&key) {
                     Some(known_child) => {
                         if let Some(child) = map.get_mut(&key) {
@@ -57,7 +61,9 @@ fn prune_against(value: &mut Value, typed: &Value, path: &str, unknown: &mut Vec
                         }
                     }
                     None => {
-                        let is_empty = map.get(&key).is_none_or(|v| v.is_null() || v == &Value::Object(Default::default()));
+                        let is_empty = map
+                            .get(&key)
+                            .is_none_or(|v| v.is_null() || v == &Value::Object(Default::default()));
                         // A free-form map (labels, data, selector) round-trips whole, so a
                         // missing key here is a field the type does not have, unless it was
                         // null or empty (serialisation skips those).
@@ -89,7 +95,10 @@ mod tests {
         let mut service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": {"a": "b"}},
             "spec": {"ports": [{"port": 80, "bogus": 1}], "selector": {"app": "web"}, "foo": "bar", "clusterIP": null}});
         let unknown = prune_unknown("", "Service", &mut service);
-        assert_eq!(unknown, vec!["spec.foo".to_string(), "spec.ports[0].bogus".to_string()]);
+        assert_eq!(
+            unknown,
+            vec!["spec.foo".to_string(), "spec.ports[0].bogus".to_string()]
+        );
         assert!(service["spec"].get("foo").is_none());
         assert_eq!(service["metadata"]["labels"]["a"], "b");
     }

@@ -15,9 +15,32 @@ use crate::error::Cause;
 /// the `cel` crate, which covers the Kubernetes functions the shipped CRDs use (`has`, `size`,
 /// `duration(…).getSeconds()/getMilliseconds()`, equality).
 const SUPPORTED_FUNCTIONS: &[&str] = &[
-    "has", "size", "duration", "timestamp", "getSeconds", "getMilliseconds", "getMinutes", "getHours",
-    "contains", "startsWith", "endsWith", "matches", "exists", "all", "exists_one", "map", "filter",
-    "int", "uint", "double", "string", "bool", "bytes", "type", "max", "min",
+    "has",
+    "size",
+    "duration",
+    "timestamp",
+    "getSeconds",
+    "getMilliseconds",
+    "getMinutes",
+    "getHours",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+    "exists",
+    "all",
+    "exists_one",
+    "map",
+    "filter",
+    "int",
+    "uint",
+    "double",
+    "string",
+    "bool",
+    "bytes",
+    "type",
+    "max",
+    "min",
 ];
 
 /// Where a rule sits in the schema.
@@ -39,7 +62,10 @@ struct Rule {
 
 impl fmt::Debug for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rule").field("steps", &self.steps).field("source", &self.source).finish()
+        f.debug_struct("Rule")
+            .field("steps", &self.steps)
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -63,7 +89,13 @@ impl CompiledRules {
     pub(crate) fn compile(schema: &Value) -> Result<Self, Vec<RuleError>> {
         let mut rules = Vec::new();
         let mut errors = Vec::new();
-        collect(schema, &mut Vec::new(), "openAPIV3Schema", &mut rules, &mut errors);
+        collect(
+            schema,
+            &mut Vec::new(),
+            "openAPIV3Schema",
+            &mut rules,
+            &mut errors,
+        );
         if errors.is_empty() {
             Ok(Self { rules })
         } else {
@@ -97,7 +129,10 @@ impl CompiledRules {
                 match outcome {
                     Ok(cel::Value::Bool(true)) => {}
                     Ok(cel::Value::Bool(false)) => {
-                        let message = rule.message.clone().unwrap_or_else(|| format!("failed rule: {}", rule.source));
+                        let message = rule
+                            .message
+                            .clone()
+                            .unwrap_or_else(|| format!("failed rule: {}", rule.source));
                         let mut cause = Cause::invalid(field.clone(), &type_label, message);
                         if rule.reason.as_deref() == Some("FieldValueForbidden") {
                             cause.reason = "FieldValueForbidden";
@@ -121,10 +156,25 @@ impl CompiledRules {
     }
 }
 
-fn collect(schema: &Value, steps: &mut Vec<Step>, path: &str, rules: &mut Vec<Rule>, errors: &mut Vec<RuleError>) {
-    for entry in schema.get("x-kubernetes-validations").and_then(Value::as_array).into_iter().flatten() {
+fn collect(
+    schema: &Value,
+    steps: &mut Vec<Step>,
+    path: &str,
+    rules: &mut Vec<Rule>,
+    errors: &mut Vec<RuleError>,
+) {
+    for entry in schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let Some(source) = entry.get("rule").and_then(Value::as_str) else {
-            errors.push(RuleError { path: path.to_string(), rule: String::new(), detail: "rule is required".into() });
+            errors.push(RuleError {
+                path: path.to_string(),
+                rule: String::new(),
+                detail: "rule is required".into(),
+            });
             continue;
         };
         match cel::Program::compile(source) {
@@ -133,7 +183,12 @@ fn collect(schema: &Value, steps: &mut Vec<Step>, path: &str, rules: &mut Vec<Ru
                 let unsupported: Vec<String> = references
                     .functions()
                     .into_iter()
-                    .filter(|name| !(name.starts_with('_') || name.starts_with('@') || name.starts_with('!') || SUPPORTED_FUNCTIONS.contains(name)))
+                    .filter(|name| {
+                        !(name.starts_with('_')
+                            || name.starts_with('@')
+                            || name.starts_with('!')
+                            || SUPPORTED_FUNCTIONS.contains(name))
+                    })
                     .map(str::to_string)
                     .collect();
                 let unknown_variables: Vec<String> = references
@@ -145,31 +200,57 @@ fn collect(schema: &Value, steps: &mut Vec<Step>, path: &str, rules: &mut Vec<Ru
                 if !unsupported.is_empty() || !unknown_variables.is_empty() {
                     let mut detail = Vec::new();
                     if !unsupported.is_empty() {
-                        detail.push(format!("unsupported function(s): {}", unsupported.join(", ")));
+                        detail.push(format!(
+                            "unsupported function(s): {}",
+                            unsupported.join(", ")
+                        ));
                     }
                     if !unknown_variables.is_empty() {
-                        detail.push(format!("undeclared reference(s): {}", unknown_variables.join(", ")));
+                        detail.push(format!(
+                            "undeclared reference(s): {}",
+                            unknown_variables.join(", ")
+                        ));
                     }
-                    errors.push(RuleError { path: path.to_string(), rule: source.to_string(), detail: detail.join("; ") });
+                    errors.push(RuleError {
+                        path: path.to_string(),
+                        rule: source.to_string(),
+                        detail: detail.join("; "),
+                    });
                     continue;
                 }
                 let transition = references.has_variable("oldSelf");
                 rules.push(Rule {
                     steps: steps.clone(),
                     source: source.to_string(),
-                    message: entry.get("message").and_then(Value::as_str).map(str::to_string),
-                    reason: entry.get("reason").and_then(Value::as_str).map(str::to_string),
+                    message: entry
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    reason: entry
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     transition,
                     program: Arc::new(program),
                 });
             }
-            Err(error) => errors.push(RuleError { path: path.to_string(), rule: source.to_string(), detail: error.to_string() }),
+            Err(error) => errors.push(RuleError {
+                path: path.to_string(),
+                rule: source.to_string(),
+                detail: error.to_string(),
+            }),
         }
     }
     if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
         for (key, child) in properties {
             steps.push(Step::Property(key.clone()));
-            collect(child, steps, &format!("{path}.properties[{key}]"), rules, errors);
+            collect(
+                child,
+                steps,
+                &format!("{path}.properties[{key}]"),
+                rules,
+                errors,
+            );
             steps.pop();
         }
     }
@@ -180,13 +261,25 @@ fn collect(schema: &Value, steps: &mut Vec<Step>, path: &str, rules: &mut Vec<Ru
     }
     if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
         steps.push(Step::AdditionalProperties);
-        collect(additional, steps, &format!("{path}.additionalProperties"), rules, errors);
+        collect(
+            additional,
+            steps,
+            &format!("{path}.additionalProperties"),
+            rules,
+            errors,
+        );
         steps.pop();
     }
 }
 
 /// Every value the steps reach, with its field path and (where it correlates) its old value.
-fn walk<'a>(value: &'a Value, old: Option<&'a Value>, steps: &[Step], field: String, out: &mut Vec<(String, &'a Value, Option<&'a Value>)>) {
+fn walk<'a>(
+    value: &'a Value,
+    old: Option<&'a Value>,
+    steps: &[Step],
+    field: String,
+    out: &mut Vec<(String, &'a Value, Option<&'a Value>)>,
+) {
     let Some((step, rest)) = steps.split_first() else {
         out.push((field, value, old));
         return;
@@ -194,7 +287,11 @@ fn walk<'a>(value: &'a Value, old: Option<&'a Value>, steps: &[Step], field: Str
     match step {
         Step::Property(key) => {
             if let Some(child) = value.get(key) {
-                let child_field = if field.is_empty() { key.clone() } else { format!("{field}.{key}") };
+                let child_field = if field.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{field}.{key}")
+                };
                 walk(child, old.and_then(|o| o.get(key)), rest, child_field, out);
             }
         }
@@ -207,7 +304,13 @@ fn walk<'a>(value: &'a Value, old: Option<&'a Value>, steps: &[Step], field: Str
         }
         Step::AdditionalProperties => {
             for (key, child) in value.as_object().into_iter().flatten() {
-                walk(child, old.and_then(|o| o.get(key)), rest, format!("{field}[{key}]"), out);
+                walk(
+                    child,
+                    old.and_then(|o| o.get(key)),
+                    rest,
+                    format!("{field}[{key}]"),
+                    out,
+                );
             }
         }
     }
@@ -237,7 +340,8 @@ fn to_cel(value: &Value) -> cel::Value {
         Value::String(s) => cel::Value::String(Arc::new(s.clone())),
         Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
         Value::Object(map) => {
-            let converted: HashMap<String, cel::Value> = map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+            let converted: HashMap<String, cel::Value> =
+                map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
             cel::Value::from(converted)
         }
     }
@@ -258,19 +362,61 @@ mod tests {
     #[test]
     fn rules_the_shipped_crds_use() {
         let cases = [
-            ("!has(self.a) || self.a == 32", json!({"spec": {"a": 32}}), None, true),
-            ("!has(self.a) || self.a == 32", json!({"spec": {"a": 31}}), None, false),
-            ("!has(self.a) || self.a == 32", json!({"spec": {}}), None, true),
-            ("size(self.t) > 2", json!({"spec": {"t": "abc"}}), None, true),
-            ("duration(self.t).getSeconds() >= 1", json!({"spec": {"t": "1500ms"}}), None, true),
-            ("duration(self.t).getMilliseconds() < 1000", json!({"spec": {"t": "2s"}}), None, false),
-            ("self == oldSelf", json!({"spec": {"a": 1}}), Some(json!({"spec": {"a": 2}})), false),
-            ("self == oldSelf", json!({"spec": {"a": 1}}), Some(json!({"spec": {"a": 1}})), true),
+            (
+                "!has(self.a) || self.a == 32",
+                json!({"spec": {"a": 32}}),
+                None,
+                true,
+            ),
+            (
+                "!has(self.a) || self.a == 32",
+                json!({"spec": {"a": 31}}),
+                None,
+                false,
+            ),
+            (
+                "!has(self.a) || self.a == 32",
+                json!({"spec": {}}),
+                None,
+                true,
+            ),
+            (
+                "size(self.t) > 2",
+                json!({"spec": {"t": "abc"}}),
+                None,
+                true,
+            ),
+            (
+                "duration(self.t).getSeconds() >= 1",
+                json!({"spec": {"t": "1500ms"}}),
+                None,
+                true,
+            ),
+            (
+                "duration(self.t).getMilliseconds() < 1000",
+                json!({"spec": {"t": "2s"}}),
+                None,
+                false,
+            ),
+            (
+                "self == oldSelf",
+                json!({"spec": {"a": 1}}),
+                Some(json!({"spec": {"a": 2}})),
+                false,
+            ),
+            (
+                "self == oldSelf",
+                json!({"spec": {"a": 1}}),
+                Some(json!({"spec": {"a": 1}})),
+                true,
+            ),
             ("self == oldSelf", json!({"spec": {"a": 1}}), None, true),
         ];
         for (rule, object, old, ok) in cases {
             let compiled = CompiledRules::compile(&schema(rule));
-            let Ok(compiled) = compiled else { panic!("{rule} did not compile: {compiled:?}") };
+            let Ok(compiled) = compiled else {
+                panic!("{rule} did not compile: {compiled:?}")
+            };
             assert_eq!(compiled.len(), 1);
             let causes = compiled.validate(&object, old.as_ref());
             assert_eq!(causes.is_empty(), ok, "{rule} on {object}: {causes:?}");

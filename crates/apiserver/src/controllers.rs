@@ -33,7 +33,13 @@ fn info_for(state: &State, storage: &StorageKey) -> Option<Arc<ResourceInfo>> {
     // Prefer the storage form's own view (core events, the CRD's storage version).
     infos
         .iter()
-        .find(|info| info.strategy != Strategy::EventsV1 && info.custom.as_ref().is_none_or(|c| c.storage_version == info.version))
+        .find(|info| {
+            info.strategy != Strategy::EventsV1
+                && info
+                    .custom
+                    .as_ref()
+                    .is_none_or(|c| c.storage_version == info.version)
+        })
         .cloned()
         .or_else(|| infos.first().cloned())
 }
@@ -43,7 +49,11 @@ fn finalize_namespaces(state: &mut State) {
     let terminating: Vec<String> = state
         .list(&key, None)
         .iter()
-        .filter(|ns| ns.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_some())
+        .filter(|ns| {
+            ns.get("metadata")
+                .and_then(|m| m.get("deletionTimestamp"))
+                .is_some()
+        })
         .filter_map(|ns| meta_str(ns, "name").map(str::to_string))
         .collect();
     let mut budget = DELETIONS_PER_PASS_MAX;
@@ -51,7 +61,9 @@ fn finalize_namespaces(state: &mut State) {
         let mut remaining = 0;
         let storages: Vec<StorageKey> = state.objects.keys().cloned().collect();
         for storage in storages {
-            let Some(info) = info_for(state, &storage) else { continue };
+            let Some(info) = info_for(state, &storage) else {
+                continue;
+            };
             if !info.namespaced {
                 continue;
             }
@@ -66,7 +78,14 @@ fn finalize_namespaces(state: &mut State) {
                     continue;
                 }
                 budget -= 1;
-                let _ = delete_locked(state, &info, &namespace, &name, &json!({"propagationPolicy": "Background"}), false);
+                let _ = delete_locked(
+                    state,
+                    &info,
+                    &namespace,
+                    &name,
+                    &json!({"propagationPolicy": "Background"}),
+                    false,
+                );
                 if state.get(&storage, &namespace, &name).is_none() {
                     remaining -= 1;
                 }
@@ -79,22 +98,43 @@ fn finalize_namespaces(state: &mut State) {
 }
 
 fn finalize_crds(state: &mut State) {
-    let key: StorageKey = ("apiextensions.k8s.io".into(), "customresourcedefinitions".into());
+    let key: StorageKey = (
+        "apiextensions.k8s.io".into(),
+        "customresourcedefinitions".into(),
+    );
     let deleting: Vec<Arc<Value>> = state
         .list(&key, None)
         .into_iter()
-        .filter(|crd| crd.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_some())
+        .filter(|crd| {
+            crd.get("metadata")
+                .and_then(|m| m.get("deletionTimestamp"))
+                .is_some()
+        })
         .collect();
     for crd in deleting {
-        let group = crd.get("spec").and_then(|s| s.get("group")).and_then(Value::as_str).unwrap_or_default();
-        let plural = crd.get("spec").and_then(|s| s.get("names")).and_then(|n| n.get("plural")).and_then(Value::as_str).unwrap_or_default();
+        let group = crd
+            .get("spec")
+            .and_then(|s| s.get("group"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let plural = crd
+            .get("spec")
+            .and_then(|s| s.get("names"))
+            .and_then(|n| n.get("plural"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let storage: StorageKey = (group.to_string(), plural.to_string());
         let mut remaining = 0;
         if let Some(info) = info_for(state, &storage) {
             let keys: Vec<(String, String)> = state
                 .list(&storage, None)
                 .iter()
-                .map(|o| (meta_str(o, "namespace").unwrap_or_default().to_string(), meta_str(o, "name").unwrap_or_default().to_string()))
+                .map(|o| {
+                    (
+                        meta_str(o, "namespace").unwrap_or_default().to_string(),
+                        meta_str(o, "name").unwrap_or_default().to_string(),
+                    )
+                })
                 .collect();
             for (namespace, name) in keys {
                 let _ = delete_locked(state, &info, &namespace, &name, &json!({}), false);
@@ -105,7 +145,10 @@ fn finalize_crds(state: &mut State) {
         }
         if remaining == 0 {
             let crd_name = meta_str(&crd, "name").unwrap_or_default().to_string();
-            let kept: Vec<String> = finalizers(&crd).into_iter().filter(|f| f != "customresourcecleanup.apiextensions.k8s.io").collect();
+            let kept: Vec<String> = finalizers(&crd)
+                .into_iter()
+                .filter(|f| f != "customresourcecleanup.apiextensions.k8s.io")
+                .collect();
             if kept.is_empty() {
                 state.remove(&key, "", &crd_name);
             } else {
@@ -136,19 +179,48 @@ fn collect_garbage(state: &mut State) {
     let mut orphans = Vec::new();
     for (storage, objects) in &state.objects {
         for object in objects.values() {
-            let Some(owners) = object.get("metadata").and_then(|m| m.get("ownerReferences")).and_then(Value::as_array) else { continue };
+            let Some(owners) = object
+                .get("metadata")
+                .and_then(|m| m.get("ownerReferences"))
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
             if owners.is_empty() {
                 continue;
             }
-            let all_gone = owners.iter().all(|owner| owner.get("uid").and_then(Value::as_str).is_none_or(|uid| !uids.contains(uid)));
-            if all_gone && object.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_none() {
-                orphans.push((storage.clone(), meta_str(object, "namespace").unwrap_or_default().to_string(), meta_str(object, "name").unwrap_or_default().to_string()));
+            let all_gone = owners.iter().all(|owner| {
+                owner
+                    .get("uid")
+                    .and_then(Value::as_str)
+                    .is_none_or(|uid| !uids.contains(uid))
+            });
+            if all_gone
+                && object
+                    .get("metadata")
+                    .and_then(|m| m.get("deletionTimestamp"))
+                    .is_none()
+            {
+                orphans.push((
+                    storage.clone(),
+                    meta_str(object, "namespace")
+                        .unwrap_or_default()
+                        .to_string(),
+                    meta_str(object, "name").unwrap_or_default().to_string(),
+                ));
             }
         }
     }
     for (storage, namespace, name) in orphans.into_iter().take(DELETIONS_PER_PASS_MAX) {
         if let Some(info) = info_for(state, &storage) {
-            let _ = delete_locked(state, &info, &namespace, &name, &json!({"propagationPolicy": "Background"}), false);
+            let _ = delete_locked(
+                state,
+                &info,
+                &namespace,
+                &name,
+                &json!({"propagationPolicy": "Background"}),
+                false,
+            );
         }
     }
 }

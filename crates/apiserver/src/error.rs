@@ -15,11 +15,19 @@ pub(crate) struct Cause {
 
 impl Cause {
     /// `Invalid value: <value>: <detail>`.
-    pub(crate) fn invalid(field: impl Into<String>, value: &Value, detail: impl AsRef<str>) -> Self {
+    pub(crate) fn invalid(
+        field: impl Into<String>,
+        value: &Value,
+        detail: impl AsRef<str>,
+    ) -> Self {
         Self {
             reason: "FieldValueInvalid",
             field: field.into(),
-            message: format!("Invalid value: {}: {}", render_value(value), detail.as_ref()),
+            message: format!(
+                "Invalid value: {}: {}",
+                render_value(value),
+                detail.as_ref()
+            ),
         }
     }
 
@@ -38,7 +46,11 @@ impl Cause {
     }
 
     /// `Unsupported value: <value>: supported values: …`.
-    pub(crate) fn not_supported(field: impl Into<String>, value: &Value, allowed: &[String]) -> Self {
+    pub(crate) fn not_supported(
+        field: impl Into<String>,
+        value: &Value,
+        allowed: &[String],
+    ) -> Self {
         let allowed: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
         Self {
             reason: "FieldValueNotSupported",
@@ -138,13 +150,22 @@ impl ApiError {
 
     /// 404 for a missing object; `resource` is the plural, `group` its group.
     pub(crate) fn not_found(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, resource)))
-            .with_details(name, group, resource)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(group, resource)),
+        )
+        .with_details(name, group, resource)
     }
 
     /// 404 for a path the server does not serve.
     pub(crate) fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource").with_no_details()
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_no_details()
     }
 
     fn with_no_details(mut self) -> Self {
@@ -154,8 +175,12 @@ impl ApiError {
 
     /// 409 AlreadyExists.
     pub(crate) fn already_exists(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(group, resource)))
-            .with_details(name, group, resource)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(group, resource)),
+        )
+        .with_details(name, group, resource)
     }
 
     /// 409 Conflict for a stale resourceVersion or a failed precondition.
@@ -176,14 +201,21 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {detail}", qualified(group, resource)),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {detail}",
+                qualified(group, resource)
+            ),
         )
         .with_details(name, group, resource)
     }
 
     /// 422 Invalid with one cause per field.
     pub(crate) fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let kind_qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let kind_qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let summary: Vec<String> = causes
             .iter()
             .map(|cause| {
@@ -199,8 +231,12 @@ impl ApiError {
         } else {
             format!("[{}]", summary.join(", "))
         };
-        let mut error = Self::new(422, "Invalid", format!("{kind_qualified} \"{name}\" is invalid: {summary}"))
-            .with_details(name, group, kind);
+        let mut error = Self::new(
+            422,
+            "Invalid",
+            format!("{kind_qualified} \"{name}\" is invalid: {summary}"),
+        )
+        .with_details(name, group, kind);
         if let Some(details) = error.details.as_mut() {
             details["causes"] = Value::Array(
                 causes
@@ -223,29 +259,50 @@ impl ApiError {
     }
 
     /// 403 Forbidden.
-    pub(crate) fn forbidden(group: &str, resource: &str, name: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(
+        group: &str,
+        resource: &str,
+        name: &str,
+        message: impl Into<String>,
+    ) -> Self {
         Self::new(403, "Forbidden", message).with_details(name, group, resource)
     }
 
     /// 405 MethodNotAllowed.
     pub(crate) fn method_not_allowed(method: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method})"))
-            .with_no_details()
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method})"),
+        )
+        .with_no_details()
     }
 
     /// 410 Expired (too old resourceVersion).
     pub(crate) fn expired(requested: u64, oldest: u64) -> Self {
-        Self::new(410, "Expired", format!("too old resource version: {requested} ({oldest})"))
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+        )
     }
 
     /// 413 RequestEntityTooLarge.
     pub(crate) fn too_large(limit_bytes: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit_bytes}"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit_bytes}"),
+        )
     }
 
     /// 429 TooManyRequests (test hook).
     pub(crate) fn too_many_requests() -> Self {
-        Self::new(429, "TooManyRequests", "the server has received too many requests and has asked us to try again later")
+        Self::new(
+            429,
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later",
+        )
     }
 
     /// A custom code and reason (test hooks).
@@ -313,12 +370,19 @@ mod tests {
             "metallb.io",
             "BFDProfile",
             "p",
-            vec![Cause::invalid("spec.receiveInterval", &json!(5), "should be greater than or equal to 10")],
+            vec![Cause::invalid(
+                "spec.receiveInterval",
+                &json!(5),
+                "should be greater than or equal to 10",
+            )],
         );
         assert_eq!(
             invalid.status()["message"],
             "BFDProfile.metallb.io \"p\" is invalid: spec.receiveInterval: Invalid value: 5: should be greater than or equal to 10"
         );
-        assert_eq!(invalid.status()["details"]["causes"][0]["field"], "spec.receiveInterval");
+        assert_eq!(
+            invalid.status()["details"]["causes"][0]["field"],
+            "spec.receiveInterval"
+        );
     }
 }

@@ -18,10 +18,15 @@ const RENAMED: [(&str, &str); 7] = [
 
 /// Stored core/v1 Event → events.k8s.io/v1 view.
 pub(crate) fn core_to_events(core: &Value) -> Value {
-    let Some(map) = core.as_object() else { return core.clone() };
+    let Some(map) = core.as_object() else {
+        return core.clone();
+    };
     let mut out = Map::new();
     for (key, value) in map {
-        let renamed = RENAMED.iter().find(|(_, core_name)| core_name == key).map(|(view, _)| *view);
+        let renamed = RENAMED
+            .iter()
+            .find(|(_, core_name)| core_name == key)
+            .map(|(view, _)| *view);
         out.insert(renamed.unwrap_or(key).to_string(), value.clone());
     }
     out.insert("apiVersion".into(), json!("events.k8s.io/v1"));
@@ -31,10 +36,15 @@ pub(crate) fn core_to_events(core: &Value) -> Value {
 
 /// events.k8s.io/v1 body → stored core/v1 form.
 pub(crate) fn events_to_core(view: &Value) -> Value {
-    let Some(map) = view.as_object() else { return view.clone() };
+    let Some(map) = view.as_object() else {
+        return view.clone();
+    };
     let mut out = Map::new();
     for (key, value) in map {
-        let renamed = RENAMED.iter().find(|(view_name, _)| view_name == key).map(|(_, core)| *core);
+        let renamed = RENAMED
+            .iter()
+            .find(|(view_name, _)| view_name == key)
+            .map(|(_, core)| *core);
         out.insert(renamed.unwrap_or(key).to_string(), value.clone());
     }
     out.insert("apiVersion".into(), json!("v1"));
@@ -53,7 +63,11 @@ pub(crate) fn validate_events_v1(event: &Value, old: Option<&Value>) -> Vec<Caus
     if controller.is_empty() {
         causes.push(Cause::required("reportingController", ""));
     } else if !is_qualified_name(controller) {
-        causes.push(Cause::invalid("reportingController", &json!(controller), "must be a qualified name"));
+        causes.push(Cause::invalid(
+            "reportingController",
+            &json!(controller),
+            "must be a qualified name",
+        ));
     }
     for (field, max) in [("reportingInstance", 128), ("action", 128), ("reason", 128)] {
         let value = text(field);
@@ -68,32 +82,78 @@ pub(crate) fn validate_events_v1(event: &Value, old: Option<&Value>) -> Vec<Caus
     }
     let event_type = text("type");
     if event_type != "Normal" && event_type != "Warning" {
-        causes.push(Cause::not_supported("type", &json!(event_type), &["Normal".into(), "Warning".into()]));
+        causes.push(Cause::not_supported(
+            "type",
+            &json!(event_type),
+            &["Normal".into(), "Warning".into()],
+        ));
     }
     if let Some(count) = event.get("series").and_then(|s| s.get("count")) {
         if count.as_i64().is_none_or(|c| c < 2) {
-            causes.push(Cause::invalid("series.count", count, "should be at least 2"));
+            causes.push(Cause::invalid(
+                "series.count",
+                count,
+                "should be at least 2",
+            ));
         }
     }
-    for deprecated in ["deprecatedSource", "deprecatedCount", "deprecatedFirstTimestamp", "deprecatedLastTimestamp"] {
-        if event.get(deprecated).is_some_and(|v| !v.is_null() && v != &json!({}) && v != &json!(0)) {
-            causes.push(Cause::invalid(deprecated, event.get(deprecated).unwrap_or(&Value::Null), "needs to be unset"));
+    for deprecated in [
+        "deprecatedSource",
+        "deprecatedCount",
+        "deprecatedFirstTimestamp",
+        "deprecatedLastTimestamp",
+    ] {
+        if event
+            .get(deprecated)
+            .is_some_and(|v| !v.is_null() && v != &json!({}) && v != &json!(0))
+        {
+            causes.push(Cause::invalid(
+                deprecated,
+                event.get(deprecated).unwrap_or(&Value::Null),
+                "needs to be unset",
+            ));
         }
     }
-    let namespace = event.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or_default();
-    let regarding_namespace = event.get("regarding").and_then(|r| r.get("namespace")).and_then(Value::as_str).unwrap_or_default();
+    let namespace = event
+        .get("metadata")
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let regarding_namespace = event
+        .get("regarding")
+        .and_then(|r| r.get("namespace"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let namespace_ok = if regarding_namespace.is_empty() {
         namespace == "default" || namespace == "kube-system"
     } else {
         namespace == regarding_namespace
     };
     if !namespace_ok {
-        causes.push(Cause::invalid("metadata.namespace", &json!(namespace), "does not match event.namespace"));
+        causes.push(Cause::invalid(
+            "metadata.namespace",
+            &json!(namespace),
+            "does not match event.namespace",
+        ));
     }
     if let Some(old) = old {
-        for field in ["action", "reason", "type", "note", "regarding", "related", "reportingController", "reportingInstance", "eventTime"] {
+        for field in [
+            "action",
+            "reason",
+            "type",
+            "note",
+            "regarding",
+            "related",
+            "reportingController",
+            "reportingInstance",
+            "eventTime",
+        ] {
             if event.get(field) != old.get(field) {
-                causes.push(Cause::invalid(field, event.get(field).unwrap_or(&Value::Null), "field is immutable"));
+                causes.push(Cause::invalid(
+                    field,
+                    event.get(field).unwrap_or(&Value::Null),
+                    "field is immutable",
+                ));
             }
         }
     }
@@ -119,9 +179,19 @@ mod tests {
 
     #[test]
     fn validation_requires_fields() {
-        let causes = validate_events_v1(&json!({"metadata": {"namespace": "default"}, "type": "Bogus"}), None);
+        let causes = validate_events_v1(
+            &json!({"metadata": {"namespace": "default"}, "type": "Bogus"}),
+            None,
+        );
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
-        for field in ["eventTime", "reportingController", "reportingInstance", "action", "reason", "type"] {
+        for field in [
+            "eventTime",
+            "reportingController",
+            "reportingInstance",
+            "action",
+            "reason",
+            "type",
+        ] {
             assert!(fields.contains(&field), "{field} in {fields:?}");
         }
     }

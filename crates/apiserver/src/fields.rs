@@ -21,10 +21,17 @@ pub(crate) struct Selectors {
 
 impl Selectors {
     /// Parses the query parameters; errors are 400.
-    pub(crate) fn parse(info: &ResourceInfo, labels: Option<&str>, fields: Option<&str>) -> Result<Self, ApiError> {
+    pub(crate) fn parse(
+        info: &ResourceInfo,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Self, ApiError> {
         let labels = match labels {
-            Some(text) if !text.trim().is_empty() => ironlb_labels::Selector::parse(text)
-                .map_err(|error| ApiError::bad_request(format!("unable to parse requirement: {error}")))?,
+            Some(text) if !text.trim().is_empty() => {
+                ironlb_labels::Selector::parse(text).map_err(|error| {
+                    ApiError::bad_request(format!("unable to parse requirement: {error}"))
+                })?
+            }
             _ => ironlb_labels::Selector::everything(),
         };
         let fields = match fields {
@@ -36,7 +43,8 @@ impl Selectors {
 
     /// Whether a stored object matches.
     pub(crate) fn matches(&self, info: &ResourceInfo, object: &Value) -> bool {
-        (self.labels.is_everything() || self.labels.matches(&labels_of(object))) && self.fields.matches(info, object)
+        (self.labels.is_everything() || self.labels.matches(&labels_of(object)))
+            && self.fields.matches(info, object)
     }
 
     /// Whether every object matches (no filtering needed).
@@ -60,7 +68,9 @@ impl FieldSelector {
             } else if let Some((field, value)) = term.split_once('=') {
                 (field, true, value)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{text}'; can't understand '{term}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{text}'; can't understand '{term}'"
+                )));
             };
             let field = field.trim();
             if !supported(info, field) {
@@ -87,7 +97,16 @@ fn supported(info: &ResourceInfo, field: &str) -> bool {
         return true;
     }
     match info.strategy {
-        Strategy::Pod => matches!(field, "spec.nodeName" | "status.phase" | "status.podIP" | "spec.restartPolicy" | "spec.schedulerName" | "spec.serviceAccountName" | "spec.hostNetwork"),
+        Strategy::Pod => matches!(
+            field,
+            "spec.nodeName"
+                | "status.phase"
+                | "status.podIP"
+                | "spec.restartPolicy"
+                | "spec.schedulerName"
+                | "spec.serviceAccountName"
+                | "spec.hostNetwork"
+        ),
         Strategy::Node => field == "spec.unschedulable",
         Strategy::CoreEvent => {
             matches!(
@@ -105,7 +124,16 @@ fn supported(info: &ResourceInfo, field: &str) -> bool {
                     | "source"
             )
         }
-        Strategy::EventsV1 => matches!(field, "regarding.kind" | "regarding.namespace" | "regarding.name" | "regarding.uid" | "reason" | "type" | "reportingController"),
+        Strategy::EventsV1 => matches!(
+            field,
+            "regarding.kind"
+                | "regarding.namespace"
+                | "regarding.name"
+                | "regarding.uid"
+                | "reason"
+                | "type"
+                | "reportingController"
+        ),
         Strategy::Namespace => field == "status.phase",
         Strategy::Generic => info.kind == "Secret" && field == "type",
         _ => false,
@@ -115,7 +143,9 @@ fn supported(info: &ResourceInfo, field: &str) -> bool {
 /// The selector value of a field on a stored object (core form for events).
 fn field_value(info: &ResourceInfo, object: &Value, field: &str) -> String {
     let path = match (info.strategy, field) {
-        (Strategy::EventsV1, field) if field.starts_with("regarding.") => field.replacen("regarding.", "involvedObject.", 1),
+        (Strategy::EventsV1, field) if field.starts_with("regarding.") => {
+            field.replacen("regarding.", "involvedObject.", 1)
+        }
         (Strategy::EventsV1, "reportingController") => "reportingComponent".to_string(),
         (Strategy::CoreEvent, "source") => "source.component".to_string(),
         _ => field.to_string(),

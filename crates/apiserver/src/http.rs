@@ -65,7 +65,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn hooks(&self) -> std::sync::MutexGuard<'_, Hooks> {
-        self.hooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.hooks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -79,7 +81,8 @@ fn json_response(code: u16, value: &Value) -> Response<Body> {
 
 fn json_response_typed(code: u16, value: &Value, content_type: &str) -> Response<Body> {
     let mut response = Response::new(full(value.to_string()));
-    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(value) = HeaderValue::from_str(content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
@@ -93,12 +96,18 @@ fn error_response(error: &ApiError) -> Response<Body> {
 fn text_response(code: u16, text: &'static str) -> Response<Body> {
     let mut response = Response::new(full(text));
     *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
 /// Entry point for every request.
-pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
@@ -117,7 +126,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> R
                 content_type: content_type.clone(),
             });
         }
-        let is_watch = query.split('&').any(|pair| pair == "watch=true" || pair == "watch=1");
+        let is_watch = query
+            .split('&')
+            .any(|pair| pair == "watch=true" || pair == "watch=1");
         if hooks.latency_watch_only && !is_watch {
             0
         } else {
@@ -127,16 +138,31 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> R
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
     }
-    let body = match Limited::new(request.into_body(), shared.body_max_bytes).collect().await {
+    let body = match Limited::new(request.into_body(), shared.body_max_bytes)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
-            if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return Ok(error_response(&ApiError::too_large(shared.body_max_bytes)));
             }
-            return Ok(error_response(&ApiError::bad_request(format!("error reading the request body: {error}"))));
+            return Ok(error_response(&ApiError::bad_request(format!(
+                "error reading the request body: {error}"
+            ))));
         }
     };
-    let context = RequestContext { method, path, query, content_type, accept, body };
+    let context = RequestContext {
+        method,
+        path,
+        query,
+        content_type,
+        accept,
+        body,
+    };
     let response = match route(&shared, &context).await {
         Ok(response) => response,
         Err(error) => error_response(&error),
@@ -203,7 +229,9 @@ async fn route(shared: &Arc<Shared>, request: &RequestContext) -> Result<Respons
             .map(|doc| json_response(200, &doc))
             .ok_or_else(ApiError::no_route),
         ["api", version, rest @ ..] => resource(shared, request, "", version, rest).await,
-        ["apis", group, version, rest @ ..] => resource(shared, request, group, version, rest).await,
+        ["apis", group, version, rest @ ..] => {
+            resource(shared, request, group, version, rest).await
+        }
         _ => Err(ApiError::no_route()),
     }
 }
@@ -245,7 +273,13 @@ fn discovery(shared: &Shared, request: &RequestContext, legacy: bool) -> Respons
         Some(version) => {
             let mut doc = registry.aggregated(legacy);
             doc["apiVersion"] = json!(format!("apidiscovery.k8s.io/{version}"));
-            json_response_typed(200, &doc, &format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"))
+            json_response_typed(
+                200,
+                &doc,
+                &format!(
+                    "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+                ),
+            )
         }
         None if legacy => json_response(200, &registry.api_versions()),
         None => json_response(200, &registry.api_group_list()),
@@ -272,8 +306,17 @@ fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<
     response
 }
 
-fn parse_body(request: &RequestContext, kind: &str, allow_protobuf: bool) -> Result<Value, ApiError> {
-    let content_type = request.content_type.split(';').next().unwrap_or_default().trim();
+fn parse_body(
+    request: &RequestContext,
+    kind: &str,
+    allow_protobuf: bool,
+) -> Result<Value, ApiError> {
+    let content_type = request
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
     match content_type {
         "application/vnd.kubernetes.protobuf" => {
             if allow_protobuf {
@@ -299,11 +342,19 @@ fn parse_body(request: &RequestContext, kind: &str, allow_protobuf: bool) -> Res
     }
 }
 
-async fn resource(shared: &Arc<Shared>, request: &RequestContext, group: &str, version: &str, rest: &[&str]) -> Result<Response<Body>, ApiError> {
+async fn resource(
+    shared: &Arc<Shared>,
+    request: &RequestContext,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
     let registry = shared.core.registry();
     // Split namespace / resource / name / subresource.
     let (namespace, rest) = match rest {
-        ["namespaces", namespace, resource, tail @ ..] if group.is_empty() || !resource.is_empty() => {
+        ["namespaces", namespace, resource, tail @ ..]
+            if group.is_empty() || !resource.is_empty() =>
+        {
             // `/api/v1/namespaces/{name}/status` is the Namespace status subresource.
             if group.is_empty() && matches!(*resource, "status" | "finalize") && tail.is_empty() {
                 (None, rest)
@@ -319,7 +370,9 @@ async fn resource(shared: &Arc<Shared>, request: &RequestContext, group: &str, v
         [resource, name, sub] => (*resource, Some((*name).to_string()), Some(*sub)),
         _ => return Err(ApiError::no_route()),
     };
-    let info = registry.get(group, version, resource_name).ok_or_else(ApiError::no_route)?;
+    let info = registry
+        .get(group, version, resource_name)
+        .ok_or_else(ApiError::no_route)?;
     if namespace.is_some() && !info.namespaced {
         return Err(ApiError::no_route());
     }
@@ -333,9 +386,17 @@ async fn resource(shared: &Arc<Shared>, request: &RequestContext, group: &str, v
         return Err(ApiError::no_route());
     }
     let params = Params::parse(&request.query)?;
-    let target = Target { info: info.clone(), namespace, name: name.clone(), status };
+    let target = Target {
+        info: info.clone(),
+        namespace,
+        name: name.clone(),
+        status,
+    };
     let format = response_format(&request.accept);
-    let is_write = matches!(request.method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    let is_write = matches!(
+        request.method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
     if is_write {
         injected_failure(shared, request)?;
     }
@@ -346,7 +407,13 @@ async fn resource(shared: &Arc<Shared>, request: &RequestContext, group: &str, v
     })
 }
 
-async fn serve_resource(shared: &Arc<Shared>, request: &RequestContext, target: Target, params: &Params, format: Format) -> Result<Response<Body>, ApiError> {
+async fn serve_resource(
+    shared: &Arc<Shared>,
+    request: &RequestContext,
+    target: Target,
+    params: &Params,
+    format: Format,
+) -> Result<Response<Body>, ApiError> {
     let core = &shared.core;
     let info = target.info.clone();
     let name = target.name.clone();
@@ -357,7 +424,13 @@ async fn serve_resource(shared: &Arc<Shared>, request: &RequestContext, target: 
             Ok(json_response(200, &render_one(&info, object, format)))
         }
         (&Method::GET, false) if params.watch => {
-            let receiver = watch::start(core.clone(), target, &params, format, shared.bookmark_interval)?;
+            let receiver = watch::start(
+                core.clone(),
+                target,
+                &params,
+                format,
+                shared.bookmark_interval,
+            )?;
             Ok(stream_response(receiver))
         }
         (&Method::GET, false) => {
@@ -377,12 +450,18 @@ async fn serve_resource(shared: &Arc<Shared>, request: &RequestContext, target: 
         (&Method::POST, false) => {
             let body = parse_body(request, &info.kind, info.is_builtin())?;
             let outcome = core.create(&target, body, &params)?;
-            Ok(with_warnings(json_response(outcome.code, &render_one(&info, outcome.object, format)), &outcome.warnings))
+            Ok(with_warnings(
+                json_response(outcome.code, &render_one(&info, outcome.object, format)),
+                &outcome.warnings,
+            ))
         }
         (&Method::PUT, true) => {
             let body = parse_body(request, &info.kind, false)?;
             let outcome = core.update(&target, body, &params)?;
-            Ok(with_warnings(json_response(outcome.code, &render_one(&info, outcome.object, format)), &outcome.warnings))
+            Ok(with_warnings(
+                json_response(outcome.code, &render_one(&info, outcome.object, format)),
+                &outcome.warnings,
+            ))
         }
         (&Method::PATCH, true) => {
             let patch_type = match request.content_type.split(';').next().unwrap_or_default().trim() {
@@ -397,23 +476,32 @@ async fn serve_resource(shared: &Arc<Shared>, request: &RequestContext, target: 
                 }
             };
             let outcome = core.patch(&target, patch_type, &request.body, &params)?;
-            Ok(with_warnings(json_response(outcome.code, &render_one(&info, outcome.object, format)), &outcome.warnings))
+            Ok(with_warnings(
+                json_response(outcome.code, &render_one(&info, outcome.object, format)),
+                &outcome.warnings,
+            ))
         }
         (&Method::DELETE, true) => {
             let options = delete_options(request)?;
             let outcome = core.delete(&target, &options, &params)?;
-            Ok(json_response(outcome.code, &render_one(&info, outcome.object, format)))
+            Ok(json_response(
+                outcome.code,
+                &render_one(&info, outcome.object, format),
+            ))
         }
         (&Method::DELETE, false) => {
             let options = delete_options(request)?;
             let items = core.delete_collection(&target, &options, &params)?;
             let rv = core.lock().rv;
-            Ok(json_response(200, &json!({
-                "kind": format!("{}List", info.kind),
-                "apiVersion": info.api_version(),
-                "metadata": {"resourceVersion": rv.to_string()},
-                "items": items,
-            })))
+            Ok(json_response(
+                200,
+                &json!({
+                    "kind": format!("{}List", info.kind),
+                    "apiVersion": info.api_version(),
+                    "metadata": {"resourceVersion": rv.to_string()},
+                    "items": items,
+                }),
+            ))
         }
         (method, _) => Err(ApiError::method_not_allowed(method.as_str())),
     }
@@ -424,7 +512,11 @@ fn render_one(info: &crate::registry::ResourceInfo, object: Value, format: Forma
         Format::Json => object,
         Format::Metadata => partial_metadata(&object),
         Format::Table => {
-            let rv = object.get("metadata").and_then(|m| m.get("resourceVersion")).cloned().unwrap_or(Value::Null);
+            let rv = object
+                .get("metadata")
+                .and_then(|m| m.get("resourceVersion"))
+                .cloned()
+                .unwrap_or(Value::Null);
             table(info, &[object], json!({"resourceVersion": rv}))
         }
     }
@@ -434,12 +526,15 @@ fn delete_options(request: &RequestContext) -> Result<Value, ApiError> {
     if request.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    serde_json::from_slice(&request.body).map_err(|error| ApiError::bad_request(format!("error decoding DeleteOptions: {error}")))
+    serde_json::from_slice(&request.body)
+        .map_err(|error| ApiError::bad_request(format!("error decoding DeleteOptions: {error}")))
 }
 
 fn injected_failure(shared: &Shared, request: &RequestContext) -> Result<(), ApiError> {
     let mut hooks = shared.hooks();
-    let Some(fail) = hooks.fail_writes.as_mut() else { return Ok(()) };
+    let Some(fail) = hooks.fail_writes.as_mut() else {
+        return Ok(());
+    };
     if !request.path.contains(&fail.path_contains) {
         return Ok(());
     }
@@ -451,7 +546,11 @@ fn injected_failure(shared: &Shared, request: &RequestContext) -> Result<(), Api
     Err(match code {
         409 => ApiError::custom(409, "Conflict", "injected conflict (stand-in test hook)"),
         429 => ApiError::too_many_requests(),
-        other => ApiError::custom(other, "InternalError", "injected failure (stand-in test hook)"),
+        other => ApiError::custom(
+            other,
+            "InternalError",
+            "injected failure (stand-in test hook)",
+        ),
     })
 }
 
@@ -461,15 +560,23 @@ fn stream_response(receiver: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Bod
         Some((Ok::<_, Infallible>(Frame::data(item)), receiver))
     });
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
-fn hooks(shared: &Shared, request: &RequestContext, hook: &str) -> Result<Response<Body>, ApiError> {
+fn hooks(
+    shared: &Shared,
+    request: &RequestContext,
+    hook: &str,
+) -> Result<Response<Body>, ApiError> {
     let body: Value = if request.body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&request.body).map_err(|error| ApiError::bad_request(format!("bad hook body: {error}")))?
+        serde_json::from_slice(&request.body)
+            .map_err(|error| ApiError::bad_request(format!("bad hook body: {error}")))?
     };
     match (request.method.as_str(), hook) {
         ("POST", "compact") => {
@@ -478,16 +585,26 @@ fn hooks(shared: &Shared, request: &RequestContext, hook: &str) -> Result<Respon
                 state.compact();
                 state.rv
             };
-            Ok(json_response(200, &json!({"compactedResourceVersion": rv.to_string()})))
+            Ok(json_response(
+                200,
+                &json!({"compactedResourceVersion": rv.to_string()}),
+            ))
         }
         ("POST", "close-watches") => {
-            shared.core.close_tx.send_modify(|generation| *generation += 1);
+            shared
+                .core
+                .close_tx
+                .send_modify(|generation| *generation += 1);
             Ok(json_response(200, &json!({})))
         }
         ("POST", "fail-writes") => {
             let count = body.get("count").and_then(Value::as_u64).unwrap_or(1);
             let code = body.get("code").and_then(Value::as_u64).unwrap_or(500);
-            let path_contains = body.get("pathContains").and_then(Value::as_str).unwrap_or_default().to_string();
+            let path_contains = body
+                .get("pathContains")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let Ok(code @ (409 | 429 | 500..=599)) = u16::try_from(code) else {
                 return Err(ApiError::bad_request("code must be 409, 429 or 5xx"));
             };
@@ -500,8 +617,15 @@ fn hooks(shared: &Shared, request: &RequestContext, hook: &str) -> Result<Respon
         }
         ("POST", "latency") => {
             let mut hooks = shared.hooks();
-            hooks.latency_ms = body.get("ms").and_then(Value::as_u64).unwrap_or(0).min(60_000);
-            hooks.latency_watch_only = body.get("watchOnly").and_then(Value::as_bool).unwrap_or(false);
+            hooks.latency_ms = body
+                .get("ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .min(60_000);
+            hooks.latency_watch_only = body
+                .get("watchOnly")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             Ok(json_response(200, &json!({})))
         }
         ("GET", "requests") => {

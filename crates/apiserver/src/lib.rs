@@ -135,13 +135,23 @@ impl Server {
         if config.service_cidrs.is_empty() {
             return Err(StartError::NoServiceCidr);
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind { address: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { address: config.listen, source })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            address: config.listen,
+            source,
+        })?;
         let allocator = service::ServiceAllocator::new(config.service_cidrs.clone());
         let kubernetes_ip = allocator.kubernetes_ip();
-        let core = Arc::new(api::Core::new(store::State::new(config.history_events, allocator)));
+        let core = Arc::new(api::Core::new(store::State::new(
+            config.history_events,
+            allocator,
+        )));
         bootstrap(&core, kubernetes_ip, &config.crds)?;
         let shared = Arc::new(http::Shared {
             core: core.clone(),
@@ -151,11 +161,19 @@ impl Server {
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         let controllers = tokio::spawn(controller_loop(core));
-        Ok(ServerHandle { addr, shared, tasks: vec![accept, controllers] })
+        Ok(ServerHandle {
+            addr,
+            shared,
+            tasks: vec![accept, controllers],
+        })
     }
 }
 
-fn bootstrap(core: &api::Core, kubernetes_ip: Option<std::net::IpAddr>, crds: &[Value]) -> Result<(), StartError> {
+fn bootstrap(
+    core: &api::Core,
+    kubernetes_ip: Option<std::net::IpAddr>,
+    crds: &[Value],
+) -> Result<(), StartError> {
     let mut state = core.lock();
     let registry = state.registry.clone();
     let params = api::Params::default();
@@ -169,8 +187,14 @@ fn bootstrap(core: &api::Core, kubernetes_ip: Option<std::net::IpAddr>, crds: &[
     };
     for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         if let Some(target) = target("", "namespaces", None) {
-            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-            api::create_locked(&mut state, &target, body, &params).map_err(|source| StartError::Startup { name: namespace.to_string(), source })?;
+            let body =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+            api::create_locked(&mut state, &target, body, &params).map_err(|source| {
+                StartError::Startup {
+                    name: namespace.to_string(),
+                    source,
+                }
+            })?;
         }
     }
     if let (Some(target), Some(ip)) = (target("", "services", Some("default")), kubernetes_ip) {
@@ -179,12 +203,27 @@ fn bootstrap(core: &api::Core, kubernetes_ip: Option<std::net::IpAddr>, crds: &[
             "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"clusterIP": ip.to_string(), "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
         });
-        api::create_locked(&mut state, &target, body, &params).map_err(|source| StartError::Startup { name: "kubernetes".to_string(), source })?;
+        api::create_locked(&mut state, &target, body, &params).map_err(|source| {
+            StartError::Startup {
+                name: "kubernetes".to_string(),
+                source,
+            }
+        })?;
     }
     for crd in crds {
-        let name = crd.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("<unnamed>").to_string();
+        let name = crd
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("<unnamed>")
+            .to_string();
         if let Some(target) = target("apiextensions.k8s.io", "customresourcedefinitions", None) {
-            api::create_locked(&mut state, &target, crd.clone(), &params).map_err(|source| StartError::Startup { name: name.clone(), source })?;
+            api::create_locked(&mut state, &target, crd.clone(), &params).map_err(|source| {
+                StartError::Startup {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
         }
     }
     core.notify(&state);
@@ -258,7 +297,10 @@ impl ServerHandle {
 
     /// Closes every open watch stream cleanly (a simulated apiserver restart).
     pub fn close_watches(&self) {
-        self.shared.core.close_tx.send_modify(|generation| *generation += 1);
+        self.shared
+            .core
+            .close_tx
+            .send_modify(|generation| *generation += 1);
     }
 
     /// Fails the next `count` writes whose path contains `path_contains` with `code`
@@ -307,7 +349,10 @@ impl Drop for ServerHandle {
         for task in &self.tasks {
             task.abort();
         }
-        self.shared.core.close_tx.send_modify(|generation| *generation += 1);
+        self.shared
+            .core
+            .close_tx
+            .send_modify(|generation| *generation += 1);
     }
 }
 

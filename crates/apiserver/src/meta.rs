@@ -7,7 +7,10 @@ use serde_json::{Map, Value};
 
 /// Seconds since the Unix epoch, from the server clock (the only place it is read).
 pub(crate) fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// RFC 3339 with whole seconds: `2026-01-02T03:04:05Z`.
@@ -29,17 +32,26 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
     if bytes.len() < 20 {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse::<i64>().ok() };
+    let num =
+        |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse::<i64>().ok() };
     let year = num(0..4)?;
     let month = num(5..7)?;
     let day = num(8..10)?;
     let hour = num(11..13)?;
     let minute = num(14..16)?;
     let second = num(17..19)?;
-    if bytes.get(4) != Some(&b'-') || bytes.get(7) != Some(&b'-') || !matches!(bytes.get(10), Some(b'T' | b't')) {
+    if bytes.get(4) != Some(&b'-')
+        || bytes.get(7) != Some(&b'-')
+        || !matches!(bytes.get(10), Some(b'T' | b't'))
+    {
         return None;
     }
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let mut rest = text.get(19..)?;
@@ -102,7 +114,11 @@ pub(crate) fn human_duration(secs: i64) -> String {
     let minutes = secs / 60;
     if minutes < 10 {
         let rem = secs % 60;
-        return if rem == 0 { format!("{minutes}m") } else { format!("{minutes}m{rem}s") };
+        return if rem == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{rem}s")
+        };
     }
     if minutes < 180 {
         return format!("{minutes}m");
@@ -110,7 +126,11 @@ pub(crate) fn human_duration(secs: i64) -> String {
     let hours = secs / 3600;
     if hours < 8 {
         let rem = minutes % 60;
-        return if rem == 0 { format!("{hours}h") } else { format!("{hours}h{rem}m") };
+        return if rem == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{rem}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
@@ -118,7 +138,11 @@ pub(crate) fn human_duration(secs: i64) -> String {
     let days = hours / 24;
     if days < 8 {
         let rem = hours % 24;
-        return if rem == 0 { format!("{days}d") } else { format!("{days}d{rem}h") };
+        return if rem == 0 {
+            format!("{days}d")
+        } else {
+            format!("{days}d{rem}h")
+        };
     }
     format!("{days}d")
 }
@@ -170,7 +194,9 @@ fn is_dns1123_label_body(label: &str) -> bool {
     let bytes = label.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes.first().is_some_and(|b| *b != b'-')
         && bytes.last().is_some_and(|b| *b != b'-')
 }
@@ -189,7 +215,9 @@ pub(crate) fn is_qualified_name(text: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
@@ -199,12 +227,18 @@ pub(crate) fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
     if !object.is_object() {
         *object = Value::Object(Map::new());
     }
-    let Value::Object(map) = object else { unreachable!("just made an object") };
-    let entry = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(map) = object else {
+        unreachable!("just made an object")
+    };
+    let entry = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
-    let Value::Object(meta) = entry else { unreachable!("just made an object") };
+    let Value::Object(meta) = entry else {
+        unreachable!("just made an object")
+    };
     meta
 }
 
@@ -230,7 +264,8 @@ pub(crate) fn labels_of(object: &Value) -> ironlb_labels::Labels {
 
 /// The value at a dotted path (`spec.nodeName`).
 pub(crate) fn lookup<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(object, |value, key| value.get(key))
+    path.split('.')
+        .try_fold(object, |value, key| value.get(key))
 }
 
 /// `finalizers` of an object.
@@ -239,7 +274,11 @@ pub(crate) fn finalizers(object: &Value) -> Vec<String> {
         .get("metadata")
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -253,8 +292,14 @@ mod tests {
             assert_eq!(parse_rfc3339(&format_rfc3339(secs)), Some(secs));
         }
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.123456Z"), parse_rfc3339("2024-02-29T12:00:00Z"));
-        assert_eq!(parse_rfc3339("2024-02-29T13:00:00+01:00"), parse_rfc3339("2024-02-29T12:00:00Z"));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:00:00.123456Z"),
+            parse_rfc3339("2024-02-29T12:00:00Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T13:00:00+01:00"),
+            parse_rfc3339("2024-02-29T12:00:00Z")
+        );
         assert_eq!(parse_rfc3339("not a date at all!!"), None);
     }
 

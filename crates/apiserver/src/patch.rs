@@ -23,7 +23,9 @@ pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
-    let Value::Object(target) = target else { return };
+    let Value::Object(target) = target else {
+        return;
+    };
     for (key, value) in patch {
         if value.is_null() {
             target.remove(key);
@@ -36,7 +38,9 @@ pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
 /// RFC 6902.
 pub(crate) fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let Value::Array(operations) = patch else {
-        return Err(PatchError::Malformed("json patch must be an array of operations".into()));
+        return Err(PatchError::Malformed(
+            "json patch must be an array of operations".into(),
+        ));
     };
     for operation in operations {
         let op = operation
@@ -46,7 +50,9 @@ pub(crate) fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchE
         let path = operation
             .get("path")
             .and_then(Value::as_str)
-            .ok_or_else(|| PatchError::Malformed(format!("json patch {op} operation without \"path\"")))?;
+            .ok_or_else(|| {
+                PatchError::Malformed(format!("json patch {op} operation without \"path\""))
+            })?;
         let pointer = parse_pointer(path)?;
         match op {
             "add" => add(target, &pointer, value_of(operation, op)?.clone())?,
@@ -62,12 +68,16 @@ pub(crate) fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchE
                 let from = operation
                     .get("from")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| PatchError::Malformed(format!("json patch {op} operation without \"from\"")))?;
+                    .ok_or_else(|| {
+                        PatchError::Malformed(format!("json patch {op} operation without \"from\""))
+                    })?;
                 let from_pointer = parse_pointer(from)?;
                 let value = if op == "move" {
                     remove(target, &from_pointer)?
                 } else {
-                    resolve(target, &from_pointer).cloned().ok_or_else(|| missing(from))?
+                    resolve(target, &from_pointer)
+                        .cloned()
+                        .ok_or_else(|| missing(from))?
                 };
                 add(target, &pointer, value)?;
             }
@@ -85,16 +95,20 @@ pub(crate) fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchE
                     )));
                 }
             }
-            other => return Err(PatchError::Malformed(format!("unexpected json patch operation {other:?}"))),
+            other => {
+                return Err(PatchError::Malformed(format!(
+                    "unexpected json patch operation {other:?}"
+                )))
+            }
         }
     }
     Ok(())
 }
 
 fn value_of<'a>(operation: &'a Value, op: &str) -> Result<&'a Value, PatchError> {
-    operation
-        .get("value")
-        .ok_or_else(|| PatchError::Malformed(format!("json patch {op} operation without \"value\"")))
+    operation.get("value").ok_or_else(|| {
+        PatchError::Malformed(format!("json patch {op} operation without \"value\""))
+    })
 }
 
 fn missing(path: &str) -> PatchError {
@@ -106,9 +120,14 @@ fn parse_pointer(path: &str) -> Result<Vec<String>, PatchError> {
         return Ok(Vec::new());
     }
     let Some(rest) = path.strip_prefix('/') else {
-        return Err(PatchError::Malformed(format!("json pointer {path:?} must start with '/'")));
+        return Err(PatchError::Malformed(format!(
+            "json pointer {path:?} must start with '/'"
+        )));
     };
-    Ok(rest.split('/').map(|token| token.replace("~1", "/").replace("~0", "~")).collect())
+    Ok(rest
+        .split('/')
+        .map(|token| token.replace("~1", "/").replace("~0", "~"))
+        .collect())
 }
 
 fn resolve<'a>(target: &'a Value, pointer: &[String]) -> Option<&'a Value> {
@@ -158,7 +177,9 @@ fn add(target: &mut Value, pointer: &[String], value: Value) -> Result<(), Patch
 fn remove(target: &mut Value, pointer: &[String]) -> Result<Value, PatchError> {
     let path = format!("/{}", pointer.join("/"));
     let Some((last, parent)) = pointer.split_last() else {
-        return Err(PatchError::Failed("cannot remove the whole document".into()));
+        return Err(PatchError::Failed(
+            "cannot remove the whole document".into(),
+        ));
     };
     let parent = resolve_mut(target, parent).ok_or_else(|| missing(&path))?;
     match parent {
@@ -193,9 +214,20 @@ pub(crate) fn builtin_list_merge(kind: &str, path: &[&str]) -> ListMerge {
         (_, ["status", "conditions"]) => ListMerge::Map(vec!["type".into()]),
         ("Service", ["spec", "ports"]) => ListMerge::Map(vec!["port".into()]),
         ("Node", ["status", "addresses"]) => ListMerge::Map(vec!["type".into()]),
-        ("Pod", ["spec", "containers" | "initContainers" | "volumes"]) => ListMerge::Map(vec!["name".into()]),
-        ("Pod", ["spec", "containers" | "initContainers", "*", "env" | "ports" | "volumeMounts"]) => {
-            let key = if path.get(3) == Some(&"ports") { "containerPort" } else if path.get(3) == Some(&"volumeMounts") { "mountPath" } else { "name" };
+        ("Pod", ["spec", "containers" | "initContainers" | "volumes"]) => {
+            ListMerge::Map(vec!["name".into()])
+        }
+        (
+            "Pod",
+            ["spec", "containers" | "initContainers", "*", "env" | "ports" | "volumeMounts"],
+        ) => {
+            let key = if path.get(3) == Some(&"ports") {
+                "containerPort"
+            } else if path.get(3) == Some(&"volumeMounts") {
+                "mountPath"
+            } else {
+                "name"
+            };
             ListMerge::Map(vec![key.into()])
         }
         _ => ListMerge::Atomic,
@@ -204,13 +236,21 @@ pub(crate) fn builtin_list_merge(kind: &str, path: &[&str]) -> ListMerge {
 
 /// Strategic merge patch, with `rules(path)` naming the list strategy at a path (list
 /// elements appear as `*` in the path).
-pub(crate) fn strategic_merge(target: &mut Value, patch: &Value, rules: &dyn Fn(&[&str]) -> ListMerge) -> Result<(), PatchError> {
+pub(crate) fn strategic_merge(
+    target: &mut Value,
+    patch: &Value,
+    rules: &dyn Fn(&[&str]) -> ListMerge,
+) -> Result<(), PatchError> {
     let mut path = Vec::new();
     strategic_object(target, patch, rules, &mut path, false)
 }
 
 /// Server-side apply (minimal form): merge applied fields, never delete.
-pub(crate) fn apply_merge(target: &mut Value, patch: &Value, rules: &dyn Fn(&[&str]) -> ListMerge) -> Result<(), PatchError> {
+pub(crate) fn apply_merge(
+    target: &mut Value,
+    patch: &Value,
+    rules: &dyn Fn(&[&str]) -> ListMerge,
+) -> Result<(), PatchError> {
     let mut path = Vec::new();
     strategic_object(target, patch, rules, &mut path, true)
 }
@@ -239,7 +279,9 @@ fn strategic_object(
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
-    let Value::Object(map) = target else { return Ok(()) };
+    let Value::Object(map) = target else {
+        return Ok(());
+    };
     // `$retainKeys`: drop keys not listed (before merging).
     if let Some(Value::Array(keep)) = patch.get("$retainKeys") {
         let keep: Vec<&str> = keep.iter().filter_map(Value::as_str).collect();
@@ -290,7 +332,13 @@ fn merge_list(
 ) -> Result<(), PatchError> {
     match rule {
         ListMerge::Atomic => {
-            *slot = Value::Array(items.iter().filter(|item| item.get("$patch").is_none()).cloned().collect());
+            *slot = Value::Array(
+                items
+                    .iter()
+                    .filter(|item| item.get("$patch").is_none())
+                    .cloned()
+                    .collect(),
+            );
         }
         ListMerge::Set => {
             let mut current = slot.as_array().cloned().unwrap_or_default();
@@ -303,14 +351,30 @@ fn merge_list(
         }
         ListMerge::Map(keys) => {
             let mut current = slot.as_array().cloned().unwrap_or_default();
-            let key_of = |item: &Value| -> Vec<Value> { keys.iter().map(|k| item.get(k).cloned().unwrap_or(Value::Null)).collect() };
-            if items.iter().any(|item| item.get("$patch").and_then(Value::as_str) == Some("replace")) {
-                *slot = Value::Array(items.iter().filter(|item| item.get("$patch").is_none()).cloned().collect());
+            let key_of = |item: &Value| -> Vec<Value> {
+                keys.iter()
+                    .map(|k| item.get(k).cloned().unwrap_or(Value::Null))
+                    .collect()
+            };
+            if items
+                .iter()
+                .any(|item| item.get("$patch").and_then(Value::as_str) == Some("replace"))
+            {
+                *slot = Value::Array(
+                    items
+                        .iter()
+                        .filter(|item| item.get("$patch").is_none())
+                        .cloned()
+                        .collect(),
+                );
                 return Ok(());
             }
             for item in items {
                 if !item.is_object() {
-                    return Err(PatchError::Malformed(format!("list {} with a merge key holds a non-object", path.join("."))));
+                    return Err(PatchError::Malformed(format!(
+                        "list {} with a merge key holds a non-object",
+                        path.join(".")
+                    )));
                 }
                 let key = key_of(item);
                 let position = current.iter().position(|existing| key_of(existing) == key);
@@ -368,8 +432,14 @@ mod tests {
                     {"op": "remove", "path": "/metadata/finalizers/0"}]),
         );
         assert_eq!(ok, Ok(()));
-        assert_eq!(target, json!({"metadata": {"finalizers": ["b"]}, "y": ["c", "b"]}));
-        let failed = json_patch(&mut target, &json!([{"op": "test", "path": "/y/0", "value": "nope"}]));
+        assert_eq!(
+            target,
+            json!({"metadata": {"finalizers": ["b"]}, "y": ["c", "b"]})
+        );
+        let failed = json_patch(
+            &mut target,
+            &json!([{"op": "test", "path": "/y/0", "value": "nope"}]),
+        );
         assert!(matches!(failed, Err(PatchError::Failed(_))));
         let malformed = json_patch(&mut target, &json!({"op": "add"}));
         assert!(matches!(malformed, Err(PatchError::Malformed(_))));
@@ -381,7 +451,10 @@ mod tests {
         let patch = json!({"spec": {"$setElementOrder/ports": [{"port": 80}], "ports": [{"port": 80, "targetPort": 9090}]}, "metadata": {"finalizers": ["x"]}});
         let rules = |path: &[&str]| builtin_list_merge("Service", path);
         assert_eq!(strategic_merge(&mut service, &patch, &rules), Ok(()));
-        assert_eq!(service["spec"]["ports"][0], json!({"port": 80, "targetPort": 9090, "protocol": "TCP"}));
+        assert_eq!(
+            service["spec"]["ports"][0],
+            json!({"port": 80, "targetPort": 9090, "protocol": "TCP"})
+        );
         assert_eq!(service["spec"]["ports"][1], json!({"port": 443}));
         let delete = json!({"spec": {"ports": [{"port": 443, "$patch": "delete"}]}});
         assert_eq!(strategic_merge(&mut service, &delete, &rules), Ok(()));
@@ -392,7 +465,10 @@ mod tests {
     fn apply_never_deletes() {
         let mut target = json!({"spec": {"a": 1, "b": 2}});
         let rules = |_: &[&str]| ListMerge::Atomic;
-        assert_eq!(apply_merge(&mut target, &json!({"spec": {"a": 3, "b": null}}), &rules), Ok(()));
+        assert_eq!(
+            apply_merge(&mut target, &json!({"spec": {"a": 3, "b": null}}), &rules),
+            Ok(())
+        );
         assert_eq!(target, json!({"spec": {"a": 3, "b": 2}}));
     }
 }

@@ -100,23 +100,35 @@ pub(crate) fn decode(kind: &str, body: &[u8]) -> Result<Value, ApiError> {
         return Err(unsupported());
     }
     let Some(envelope) = body.strip_prefix(&MAGIC) else {
-        return Err(ApiError::bad_request("protobuf body does not start with the k8s magic bytes"));
+        return Err(ApiError::bad_request(
+            "protobuf body does not start with the k8s magic bytes",
+        ));
     };
-    let unknown = Unknown::decode(envelope).map_err(|error| ApiError::bad_request(format!("invalid protobuf envelope: {error}")))?;
+    let unknown = Unknown::decode(envelope)
+        .map_err(|error| ApiError::bad_request(format!("invalid protobuf envelope: {error}")))?;
     let type_meta = unknown.type_meta.unwrap_or_default();
     let body_kind = type_meta.kind.unwrap_or_default();
     if !body_kind.is_empty() && body_kind != kind {
         return Err(unsupported());
     }
     let raw = unknown.raw.unwrap_or_default();
-    let bad = |error: prost::DecodeError| ApiError::bad_request(format!("invalid protobuf {kind}: {error}"));
-    let base64 = |bytes: &[u8]| Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    let bad = |error: prost::DecodeError| {
+        ApiError::bad_request(format!("invalid protobuf {kind}: {error}"))
+    };
+    let base64 =
+        |bytes: &[u8]| Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
     let mut object = match kind {
         "Secret" => {
             let secret = Secret::decode(raw.as_slice()).map_err(bad)?;
             let mut object = json!({"metadata": metadata_json(secret.metadata)});
             if !secret.data.is_empty() {
-                object["data"] = Value::Object(secret.data.iter().map(|(k, v)| (k.clone(), base64(v))).collect());
+                object["data"] = Value::Object(
+                    secret
+                        .data
+                        .iter()
+                        .map(|(k, v)| (k.clone(), base64(v)))
+                        .collect(),
+                );
             }
             if !secret.string_data.is_empty() {
                 object["stringData"] = json!(secret.string_data);
@@ -136,7 +148,13 @@ pub(crate) fn decode(kind: &str, body: &[u8]) -> Result<Value, ApiError> {
                 object["data"] = json!(config_map.data);
             }
             if !config_map.binary_data.is_empty() {
-                object["binaryData"] = Value::Object(config_map.binary_data.iter().map(|(k, v)| (k.clone(), base64(v))).collect());
+                object["binaryData"] = Value::Object(
+                    config_map
+                        .binary_data
+                        .iter()
+                        .map(|(k, v)| (k.clone(), base64(v)))
+                        .collect(),
+                );
             }
             if let Some(immutable) = config_map.immutable {
                 object["immutable"] = json!(immutable);
@@ -152,7 +170,10 @@ pub(crate) fn decode(kind: &str, body: &[u8]) -> Result<Value, ApiError> {
             object
         }
     };
-    object["apiVersion"] = json!(type_meta.api_version.filter(|v| !v.is_empty()).unwrap_or_else(|| "v1".into()));
+    object["apiVersion"] = json!(type_meta
+        .api_version
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "v1".into()));
     object["kind"] = json!(kind);
     Ok(object)
 }
@@ -197,7 +218,10 @@ mod tests {
             ..Secret::default()
         };
         let envelope = Unknown {
-            type_meta: Some(TypeMeta { api_version: Some("v1".into()), kind: Some("Secret".into()) }),
+            type_meta: Some(TypeMeta {
+                api_version: Some("v1".into()),
+                kind: Some("Secret".into()),
+            }),
             raw: Some(secret.encode_to_vec()),
             content_encoding: Some(String::new()),
             content_type: Some(String::new()),
@@ -210,7 +234,9 @@ mod tests {
     #[test]
     fn secret_round_trip() {
         let decoded = decode("Secret", &encode_secret());
-        let Ok(object) = decoded else { panic!("{decoded:?}") };
+        let Ok(object) = decoded else {
+            panic!("{decoded:?}")
+        };
         assert_eq!(object["data"]["secretkey"], "YWJj");
         assert_eq!(object["type"], "Opaque");
         assert_eq!(object["metadata"]["name"], "memberlist");
@@ -218,7 +244,10 @@ mod tests {
 
     #[test]
     fn rejects_other_kinds_and_garbage() {
-        assert_eq!(decode("Service", &encode_secret()).map_err(|e| e.code), Err(415));
+        assert_eq!(
+            decode("Service", &encode_secret()).map_err(|e| e.code),
+            Err(415)
+        );
         assert_eq!(decode("Secret", b"nope").map_err(|e| e.code), Err(400));
         let body = encode_secret();
         for cut in 4..body.len() {

@@ -109,17 +109,107 @@ struct Builtin {
 }
 
 const BUILTINS: &[Builtin] = &[
-    builtin("", "services", "Service", true, &["svc"], true, false, Strategy::Service),
-    builtin("", "endpoints", "Endpoints", true, &["ep"], false, false, Strategy::Generic),
-    builtin("", "secrets", "Secret", true, &[], false, false, Strategy::Generic),
-    builtin("", "configmaps", "ConfigMap", true, &["cm"], false, false, Strategy::Generic),
-    builtin("", "events", "Event", true, &["ev"], false, false, Strategy::CoreEvent),
+    builtin(
+        "",
+        "services",
+        "Service",
+        true,
+        &["svc"],
+        true,
+        false,
+        Strategy::Service,
+    ),
+    builtin(
+        "",
+        "endpoints",
+        "Endpoints",
+        true,
+        &["ep"],
+        false,
+        false,
+        Strategy::Generic,
+    ),
+    builtin(
+        "",
+        "secrets",
+        "Secret",
+        true,
+        &[],
+        false,
+        false,
+        Strategy::Generic,
+    ),
+    builtin(
+        "",
+        "configmaps",
+        "ConfigMap",
+        true,
+        &["cm"],
+        false,
+        false,
+        Strategy::Generic,
+    ),
+    builtin(
+        "",
+        "events",
+        "Event",
+        true,
+        &["ev"],
+        false,
+        false,
+        Strategy::CoreEvent,
+    ),
     builtin("", "pods", "Pod", true, &["po"], true, false, Strategy::Pod),
-    builtin("", "nodes", "Node", false, &["no"], true, false, Strategy::Node),
-    builtin("", "namespaces", "Namespace", false, &["ns"], true, false, Strategy::Namespace),
-    builtin("", "serviceaccounts", "ServiceAccount", true, &["sa"], false, false, Strategy::Generic),
-    builtin("discovery.k8s.io", "endpointslices", "EndpointSlice", true, &[], false, true, Strategy::EndpointSlice),
-    builtin("coordination.k8s.io", "leases", "Lease", true, &[], false, false, Strategy::Generic),
+    builtin(
+        "",
+        "nodes",
+        "Node",
+        false,
+        &["no"],
+        true,
+        false,
+        Strategy::Node,
+    ),
+    builtin(
+        "",
+        "namespaces",
+        "Namespace",
+        false,
+        &["ns"],
+        true,
+        false,
+        Strategy::Namespace,
+    ),
+    builtin(
+        "",
+        "serviceaccounts",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        false,
+        false,
+        Strategy::Generic,
+    ),
+    builtin(
+        "discovery.k8s.io",
+        "endpointslices",
+        "EndpointSlice",
+        true,
+        &[],
+        false,
+        true,
+        Strategy::EndpointSlice,
+    ),
+    builtin(
+        "coordination.k8s.io",
+        "leases",
+        "Lease",
+        true,
+        &[],
+        false,
+        false,
+        Strategy::Generic,
+    ),
     Builtin {
         group: "events.k8s.io",
         version: "v1",
@@ -170,12 +260,24 @@ const fn builtin(
 }
 
 /// The verbs of every served resource.
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 impl Registry {
     /// Built-ins plus the kinds of the given (established) CRD objects.
     pub(crate) fn build(crds: &[&Value], epoch: u64) -> Self {
-        let mut registry = Self { epoch, ..Self::default() };
+        let mut registry = Self {
+            epoch,
+            ..Self::default()
+        };
         let mut group_versions: Vec<(String, Vec<String>)> = Vec::new();
         for builtin in BUILTINS {
             let info = ResourceInfo {
@@ -200,13 +302,16 @@ impl Registry {
         let mut custom_groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for crd in crds {
             for info in infos_from_crd(crd) {
-                custom_groups.entry(info.group.clone()).or_default().insert(info.version.clone());
+                custom_groups
+                    .entry(info.group.clone())
+                    .or_default()
+                    .insert(info.version.clone());
                 registry.insert(info);
             }
         }
         for (group, versions) in custom_groups {
             let mut versions: Vec<String> = versions.into_iter().collect();
-            versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
             group_versions.push((group, versions));
         }
         registry.groups = group_versions;
@@ -214,12 +319,21 @@ impl Registry {
     }
 
     fn insert(&mut self, info: ResourceInfo) {
-        let key = (info.group.clone(), info.version.clone(), info.resource.clone());
+        let key = (
+            info.group.clone(),
+            info.version.clone(),
+            info.resource.clone(),
+        );
         self.resources.insert(key, Arc::new(info));
     }
 
     /// The resource served at `group/version/resource`.
-    pub(crate) fn get(&self, group: &str, version: &str, resource: &str) -> Option<Arc<ResourceInfo>> {
+    pub(crate) fn get(
+        &self,
+        group: &str,
+        version: &str,
+        resource: &str,
+    ) -> Option<Arc<ResourceInfo>> {
         self.resources
             .get(&(group.to_string(), version.to_string(), resource.to_string()))
             .cloned()
@@ -227,17 +341,26 @@ impl Registry {
 
     /// Every served version of a storage key.
     pub(crate) fn by_storage(&self, storage: &StorageKey) -> Vec<Arc<ResourceInfo>> {
-        self.resources.values().filter(|info| &info.storage == storage).cloned().collect()
+        self.resources
+            .values()
+            .filter(|info| &info.storage == storage)
+            .cloned()
+            .collect()
     }
 
     /// Every distinct storage key.
     pub(crate) fn storage_keys(&self) -> BTreeSet<StorageKey> {
-        self.resources.values().map(|info| info.storage.clone()).collect()
+        self.resources
+            .values()
+            .map(|info| info.storage.clone())
+            .collect()
     }
 
     /// Whether a group/version is served.
     pub(crate) fn serves_group_version(&self, group: &str, version: &str) -> bool {
-        self.groups.iter().any(|(g, versions)| g == group && versions.iter().any(|v| v == version))
+        self.groups
+            .iter()
+            .any(|(g, versions)| g == group && versions.iter().any(|v| v == version))
     }
 
     fn resources_of(&self, group: &str, version: &str) -> impl Iterator<Item = &Arc<ResourceInfo>> {
@@ -281,7 +404,10 @@ impl Registry {
 
     /// `GET /apis/{group}`.
     pub(crate) fn api_group_doc(&self, group: &str) -> Option<Value> {
-        let (_, versions) = self.groups.iter().find(|(g, _)| g == group && !g.is_empty())?;
+        let (_, versions) = self
+            .groups
+            .iter()
+            .find(|(g, _)| g == group && !g.is_empty())?;
         let mut doc = self.api_group(group, versions);
         doc["kind"] = json!("APIGroup");
         doc["apiVersion"] = json!("v1");
@@ -308,7 +434,11 @@ impl Registry {
             if !info.categories.is_empty() {
                 entry["categories"] = json!(info.categories);
             }
-            if info.custom.as_ref().is_some_and(|c| c.storage_version == info.version) {
+            if info
+                .custom
+                .as_ref()
+                .is_some_and(|c| c.storage_version == info.version)
+            {
                 entry["storageVersionHash"] = json!("");
             }
             resources.push(entry);
@@ -322,7 +452,11 @@ impl Registry {
                 }));
             }
         }
-        let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        let group_version = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
         Some(json!({
             "kind": "APIResourceList",
             "apiVersion": "v1",
@@ -390,7 +524,11 @@ impl Registry {
         let mut paths = serde_json::Map::new();
         for (group, versions) in &self.groups {
             for version in versions {
-                let key = if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") };
+                let key = if group.is_empty() {
+                    format!("api/{version}")
+                } else {
+                    format!("apis/{group}/{version}")
+                };
                 let url = format!("/openapi/v3/{key}?hash={:016X}", self.epoch);
                 paths.insert(key, json!({"serverRelativeURL": url}));
             }
@@ -403,11 +541,19 @@ impl Registry {
         if !self.serves_group_version(group, version) {
             return None;
         }
-        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         let mut paths = serde_json::Map::new();
         for info in self.resources_of(group, version) {
             let gvk = json!({"group": info.group, "version": info.version, "kind": info.kind});
-            let scope = if info.namespaced { "/namespaces/{namespace}" } else { "" };
+            let scope = if info.namespaced {
+                "/namespaces/{namespace}"
+            } else {
+                ""
+            };
             let parameters = json!([
                 {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
                 {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
@@ -455,9 +601,13 @@ fn add_group_version(groups: &mut Vec<(String, Vec<String>)>, group: &str, versi
 /// Kubernetes version priority: GA > beta > alpha, then higher numbers; others last, by name.
 pub(crate) fn version_priority(version: &str) -> (u8, u64, u64, std::cmp::Reverse<String>) {
     let fallback = (0, 0, 0, std::cmp::Reverse(version.to_string()));
-    let Some(rest) = version.strip_prefix('v') else { return fallback };
+    let Some(rest) = version.strip_prefix('v') else {
+        return fallback;
+    };
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let Ok(major) = rest[..digits].parse::<u64>() else { return fallback };
+    let Ok(major) = rest[..digits].parse::<u64>() else {
+        return fallback;
+    };
     let tail = &rest[digits..];
     let (level, minor_text) = if tail.is_empty() {
         (3, "0")
@@ -468,15 +618,24 @@ pub(crate) fn version_priority(version: &str) -> (u8, u64, u64, std::cmp::Revers
     } else {
         return fallback;
     };
-    let Ok(minor) = minor_text.parse::<u64>() else { return fallback };
+    let Ok(minor) = minor_text.parse::<u64>() else {
+        return fallback;
+    };
     (level, major, minor, std::cmp::Reverse(String::new()))
 }
 
 /// One `ResourceInfo` per served version of a CRD object. Malformed CRDs (which validation
 /// rejects before storing) yield nothing.
 fn infos_from_crd(crd: &Value) -> Vec<ResourceInfo> {
-    let Some(spec) = crd.get("spec") else { return Vec::new() };
-    let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or_default().to_string();
+    let Some(spec) = crd.get("spec") else {
+        return Vec::new();
+    };
+    let text = |value: Option<&Value>| {
+        value
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let group = text(spec.get("group"));
     let names = spec.get("names").cloned().unwrap_or(Value::Null);
     let plural = text(names.get("plural"));
@@ -488,13 +647,21 @@ fn infos_from_crd(crd: &Value) -> Vec<ResourceInfo> {
     let string_list = |value: Option<&Value>| -> Vec<String> {
         value
             .and_then(Value::as_array)
-            .map(|list| list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let short_names = string_list(names.get("shortNames"));
     let categories = string_list(names.get("categories"));
     let namespaced = spec.get("scope").and_then(Value::as_str) != Some("Cluster");
-    let versions = spec.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let versions = spec
+        .get("versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let storage_version = versions
         .iter()
         .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
@@ -519,7 +686,10 @@ fn infos_from_crd(crd: &Value) -> Vec<ResourceInfo> {
                 namespaced,
                 short_names: short_names.clone(),
                 categories: categories.clone(),
-                has_status: v.get("subresources").and_then(|s| s.get("status")).is_some(),
+                has_status: v
+                    .get("subresources")
+                    .and_then(|s| s.get("status"))
+                    .is_some(),
                 has_generation: true,
                 strategy: Strategy::Custom,
                 storage: (group.clone(), plural.clone()),
@@ -533,11 +703,15 @@ fn infos_from_crd(crd: &Value) -> Vec<ResourceInfo> {
                         .unwrap_or_default(),
                     rules,
                 }),
-                deprecation_warning: (v.get("deprecated").and_then(Value::as_bool) == Some(true)).then(|| {
-                    v.get("deprecationWarning").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| {
-                        format!("{group}/{} {kind} is deprecated", text(v.get("name")))
-                    })
-                }),
+                deprecation_warning: (v.get("deprecated").and_then(Value::as_bool) == Some(true))
+                    .then(|| {
+                        v.get("deprecationWarning")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .unwrap_or_else(|| {
+                                format!("{group}/{} {kind} is deprecated", text(v.get("name")))
+                            })
+                    }),
             }
         })
         .collect()
@@ -550,8 +724,11 @@ mod tests {
     #[test]
     fn version_order_follows_kubernetes() {
         let mut versions = vec!["v1beta1", "v1", "v1alpha1", "v2beta1", "v1beta2", "foo"];
-        versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
-        assert_eq!(versions, ["v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+        assert_eq!(
+            versions,
+            ["v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
     }
 
     #[test]

@@ -38,18 +38,26 @@ pub(crate) fn prune(object: &mut Value, schema: &Value) -> Vec<String> {
 }
 
 fn preserves_unknown(schema: &Value) -> bool {
-    schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 fn prune_value(value: &mut Value, schema: &Value, path: &str, unknown: &mut Vec<String>) {
-    if schema.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true) {
+    if schema
+        .get("x-kubernetes-embedded-resource")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         return;
     }
     match value {
         Value::Object(map) => {
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            let preserve = preserves_unknown(schema) || schema.get("additionalProperties") == Some(&json!(true));
+            let preserve = preserves_unknown(schema)
+                || schema.get("additionalProperties") == Some(&json!(true));
             let keys: Vec<String> = map.keys().cloned().collect();
             for key in keys {
                 let child_path = format!("{path}.{key}");
@@ -60,7 +68,10 @@ fn prune_value(value: &mut Value, schema: &Value, path: &str, unknown: &mut Vec<
                             prune_value(child, child_schema, &child_path, unknown);
                         }
                     }
-                    None if preserve || (properties.is_none() && additional.is_none() && schema.get("type").is_none()) => {}
+                    None if preserve
+                        || (properties.is_none()
+                            && additional.is_none()
+                            && schema.get("type").is_none()) => {}
                     None => {
                         map.remove(&key);
                         unknown.push(child_path);
@@ -85,7 +96,10 @@ pub(crate) fn apply_defaults(value: &mut Value, schema: &Value) {
         Value::Object(map) => {
             if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
                 for (key, child_schema) in properties {
-                    if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") && schema.get("x-kubernetes-embedded-resource").is_none() && map.contains_key("metadata") {
+                    if matches!(key.as_str(), "apiVersion" | "kind" | "metadata")
+                        && schema.get("x-kubernetes-embedded-resource").is_none()
+                        && map.contains_key("metadata")
+                    {
                         continue;
                     }
                     if !map.contains_key(key) {
@@ -133,7 +147,12 @@ pub(crate) fn validate(object: &Value, schema: &Value) -> Vec<Cause> {
             }
         }
     }
-    for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+    for required in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(required) = required.as_str() {
             if !map.contains_key(required) {
                 causes.push(Cause::required(required, ""));
@@ -161,28 +180,53 @@ fn validate_value(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Ca
             return;
         }
         if schema.get("type").is_some() {
-            let expected = schema.get("type").and_then(Value::as_str).unwrap_or_default();
-            causes.push(Cause::invalid(path, &json!("null"), format!("{path} in body must be of type {expected}: \"null\"")));
+            let expected = schema
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            causes.push(Cause::invalid(
+                path,
+                &json!("null"),
+                format!("{path} in body must be of type {expected}: \"null\""),
+            ));
         }
         return;
     }
-    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
+    let int_or_string = schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true);
     let actual = type_name(value);
     if int_or_string {
         if !matches!(actual, "integer" | "string") {
-            causes.push(Cause::invalid(path, &json!(actual), format!("{path} in body must be of type integer-or-string: \"{actual}\"")));
+            causes.push(Cause::invalid(
+                path,
+                &json!(actual),
+                format!("{path} in body must be of type integer-or-string: \"{actual}\""),
+            ));
             return;
         }
     } else if let Some(expected) = schema.get("type").and_then(Value::as_str) {
         let ok = actual == expected || (expected == "number" && actual == "integer");
         if !ok {
-            causes.push(Cause::invalid(path, &json!(actual), format!("{path} in body must be of type {expected}: \"{actual}\"")));
+            causes.push(Cause::invalid(
+                path,
+                &json!(actual),
+                format!("{path} in body must be of type {expected}: \"{actual}\""),
+            ));
             return;
         }
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
         if !allowed.contains(value) {
-            let names: Vec<String> = allowed.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect();
+            let names: Vec<String> = allowed
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect();
             causes.push(Cause::not_supported(path, value, &names));
         }
     }
@@ -191,22 +235,50 @@ fn validate_value(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Ca
         Value::Number(number) => {
             let number = number.as_f64().unwrap_or(0.0);
             if let Some(minimum) = schema.get("minimum").and_then(Value::as_f64) {
-                let exclusive = schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
+                let exclusive =
+                    schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
                 if number < minimum || (exclusive && number <= minimum) {
-                    let relation = if exclusive { "greater than" } else { "greater than or equal to" };
-                    causes.push(Cause::invalid(path, value, format!("{path} in body should be {relation} {}", render_number(minimum))));
+                    let relation = if exclusive {
+                        "greater than"
+                    } else {
+                        "greater than or equal to"
+                    };
+                    causes.push(Cause::invalid(
+                        path,
+                        value,
+                        format!(
+                            "{path} in body should be {relation} {}",
+                            render_number(minimum)
+                        ),
+                    ));
                 }
             }
             if let Some(maximum) = schema.get("maximum").and_then(Value::as_f64) {
-                let exclusive = schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
+                let exclusive =
+                    schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
                 if number > maximum || (exclusive && number >= maximum) {
-                    let relation = if exclusive { "less than" } else { "less than or equal to" };
-                    causes.push(Cause::invalid(path, value, format!("{path} in body should be {relation} {}", render_number(maximum))));
+                    let relation = if exclusive {
+                        "less than"
+                    } else {
+                        "less than or equal to"
+                    };
+                    causes.push(Cause::invalid(
+                        path,
+                        value,
+                        format!(
+                            "{path} in body should be {relation} {}",
+                            render_number(maximum)
+                        ),
+                    ));
                 }
             }
             match schema.get("format").and_then(Value::as_str) {
                 Some("int32") if !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&number) => {
-                    causes.push(Cause::invalid(path, value, format!("{path} in body must be of type int32")));
+                    causes.push(Cause::invalid(
+                        path,
+                        value,
+                        format!("{path} in body must be of type int32"),
+                    ));
                 }
                 _ => {}
             }
@@ -214,7 +286,11 @@ fn validate_value(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Ca
         Value::Array(items) => {
             if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
                 if (items.len() as u64) < min {
-                    causes.push(Cause::invalid(path, value, format!("{path} in body should have at least {min} items")));
+                    causes.push(Cause::invalid(
+                        path,
+                        value,
+                        format!("{path} in body should have at least {min} items"),
+                    ));
                 }
             }
             if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
@@ -235,7 +311,10 @@ fn validate_value(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Ca
                 ListMerge::Map(keys) => {
                     let mut seen = BTreeSet::new();
                     for (index, item) in items.iter().enumerate() {
-                        let key: Vec<String> = keys.iter().map(|k| item.get(k).map(Value::to_string).unwrap_or_default()).collect();
+                        let key: Vec<String> = keys
+                            .iter()
+                            .map(|k| item.get(k).map(Value::to_string).unwrap_or_default())
+                            .collect();
                         if !seen.insert(key) {
                             causes.push(Cause::duplicate(format!("{path}[{index}]"), item));
                         }
@@ -262,7 +341,12 @@ fn validate_value(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Ca
                     validate_value(child, additional, &format!("{path}.{key}"), causes);
                 }
             }
-            for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+            for required in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(required) = required.as_str() {
                     if !map.contains_key(required) {
                         causes.push(Cause::required(format!("{path}.{required}"), ""));
@@ -271,12 +355,20 @@ fn validate_value(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Ca
             }
             if let Some(min) = schema.get("minProperties").and_then(Value::as_u64) {
                 if (map.len() as u64) < min {
-                    causes.push(Cause::invalid(path, value, format!("{path} in body should have at least {min} properties")));
+                    causes.push(Cause::invalid(
+                        path,
+                        value,
+                        format!("{path} in body should have at least {min} properties"),
+                    ));
                 }
             }
             if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64) {
                 if (map.len() as u64) > max {
-                    causes.push(Cause::invalid(path, value, format!("{path} in body should have at most {max} properties")));
+                    causes.push(Cause::invalid(
+                        path,
+                        value,
+                        format!("{path} in body should have at most {max} properties"),
+                    ));
                 }
             }
         }
@@ -296,7 +388,11 @@ fn validate_string(text: &str, value: &Value, schema: &Value, path: &str, causes
     let length = text.chars().count() as u64;
     if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
         if length < min {
-            causes.push(Cause::invalid(path, value, format!("{path} in body should be at least {min} chars long")));
+            causes.push(Cause::invalid(
+                path,
+                value,
+                format!("{path} in body should be at least {min} chars long"),
+            ));
         }
     }
     if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
@@ -307,10 +403,18 @@ fn validate_string(text: &str, value: &Value, schema: &Value, path: &str, causes
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         match regex::Regex::new(pattern) {
             Ok(regex) if !regex.is_match(text) => {
-                causes.push(Cause::invalid(path, value, format!("{path} in body should match '{pattern}'")));
+                causes.push(Cause::invalid(
+                    path,
+                    value,
+                    format!("{path} in body should match '{pattern}'"),
+                ));
             }
             Ok(_) => {}
-            Err(_) => causes.push(Cause::invalid(path, value, format!("the schema pattern '{pattern}' does not compile"))),
+            Err(_) => causes.push(Cause::invalid(
+                path,
+                value,
+                format!("the schema pattern '{pattern}' does not compile"),
+            )),
         }
     }
     let format_ok = match schema.get("format").and_then(Value::as_str) {
@@ -320,15 +424,24 @@ fn validate_string(text: &str, value: &Value, schema: &Value, path: &str, causes
         Some("cidr") => text.parse::<ipnet::IpNet>().is_ok(),
         Some("byte") => {
             use base64::Engine;
-            base64::engine::general_purpose::STANDARD.decode(text).is_ok()
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .is_ok()
         }
         Some("date") => text.len() == 10 && parse_rfc3339(&format!("{text}T00:00:00Z")).is_some(),
         Some("duration") => parse_go_duration(text).is_some(),
         _ => true,
     };
     if !format_ok {
-        let format = schema.get("format").and_then(Value::as_str).unwrap_or_default();
-        causes.push(Cause::invalid(path, value, format!("{path} in body must be of type {format}: {value}")));
+        let format = schema
+            .get("format")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        causes.push(Cause::invalid(
+            path,
+            value,
+            format!("{path} in body must be of type {format}: {value}"),
+        ));
     }
 }
 
@@ -346,13 +459,19 @@ pub(crate) fn parse_go_duration(text: &str) -> Option<f64> {
     }
     let mut total = 0.0;
     while !rest.is_empty() {
-        let digits = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+        let digits = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
         if digits == 0 {
             return None;
         }
         let number: f64 = rest.get(..digits)?.parse().ok()?;
         rest = rest.get(digits..)?;
-        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic() || *b == 0xc2 || *b == 0xb5).count();
+        let unit_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_alphabetic() || *b == 0xc2 || *b == 0xb5)
+            .count();
         let unit = rest.get(..unit_len)?;
         rest = rest.get(unit_len..)?;
         let factor = match unit {
@@ -377,7 +496,11 @@ pub(crate) fn list_merge(schema: &Value) -> ListMerge {
             schema
                 .get("x-kubernetes-list-map-keys")
                 .and_then(Value::as_array)
-                .map(|keys| keys.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(|k| k.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default(),
         ),
         _ => ListMerge::Atomic,
@@ -390,7 +513,9 @@ pub(crate) fn schema_at<'a>(schema: &'a Value, path: &[&str]) -> Option<&'a Valu
         if *key == "*" {
             node.get("items")
         } else {
-            node.get("properties").and_then(|p| p.get(*key)).or_else(|| node.get("additionalProperties").filter(|a| a.is_object()))
+            node.get("properties")
+                .and_then(|p| p.get(*key))
+                .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()))
         }
     })
 }
@@ -403,7 +528,11 @@ pub(crate) fn check_structural(schema: &Value, path: &str, causes: &mut Vec<Caus
         return;
     }
     if schema.get("type").and_then(Value::as_str) != Some("object") {
-        causes.push(Cause::invalid(format!("{path}.type"), schema.get("type").unwrap_or(&Value::Null), "must be object at the root"));
+        causes.push(Cause::invalid(
+            format!("{path}.type"),
+            schema.get("type").unwrap_or(&Value::Null),
+            "must be object at the root",
+        ));
     }
     check_node(schema, path, causes);
 }
@@ -411,14 +540,24 @@ pub(crate) fn check_structural(schema: &Value, path: &str, causes: &mut Vec<Caus
 fn check_node(schema: &Value, path: &str, causes: &mut Vec<Cause>) {
     const TYPES: [&str; 6] = ["object", "array", "string", "integer", "number", "boolean"];
     let has_type = schema.get("type").and_then(Value::as_str);
-    let special = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true)
+    let special = schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true)
         || preserves_unknown(schema);
     match has_type {
         Some(kind) if !TYPES.contains(&kind) => {
-            causes.push(Cause::not_supported(format!("{path}.type"), &json!(kind), &TYPES.map(String::from)));
+            causes.push(Cause::not_supported(
+                format!("{path}.type"),
+                &json!(kind),
+                &TYPES.map(String::from),
+            ));
         }
         None if !special => {
-            causes.push(Cause::required(format!("{path}.type"), "must not be empty for specified object fields"));
+            causes.push(Cause::required(
+                format!("{path}.type"),
+                "must not be empty for specified object fields",
+            ));
         }
         _ => {}
     }
@@ -430,14 +569,21 @@ fn check_node(schema: &Value, path: &str, causes: &mut Vec<Cause>) {
     if let Some(items) = schema.get("items") {
         check_node(items, &format!("{path}.items"), causes);
     } else if has_type == Some("array") {
-        causes.push(Cause::required(format!("{path}.items"), "must be specified"));
+        causes.push(Cause::required(
+            format!("{path}.items"),
+            "must be specified",
+        ));
     }
     if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
         check_node(additional, &format!("{path}.additionalProperties"), causes);
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         if regex::Regex::new(pattern).is_err() {
-            causes.push(Cause::invalid(format!("{path}.pattern"), &json!(pattern), "must be a valid regular expression"));
+            causes.push(Cause::invalid(
+                format!("{path}.pattern"),
+                &json!(pattern),
+                "must be a valid regular expression",
+            ));
         }
     }
 }
@@ -481,17 +627,46 @@ mod tests {
     #[test]
     fn validation_table() {
         let cases = [
-            (json!({"spec": {"addresses": [], "receiveInterval": 5}}), "spec.receiveInterval", "greater than or equal to 10"),
-            (json!({"spec": {"addresses": "x"}}), "spec.addresses", "must be of type array"),
+            (
+                json!({"spec": {"addresses": [], "receiveInterval": 5}}),
+                "spec.receiveInterval",
+                "greater than or equal to 10",
+            ),
+            (
+                json!({"spec": {"addresses": "x"}}),
+                "spec.addresses",
+                "must be of type array",
+            ),
             (json!({"spec": {}}), "spec.addresses", "Required value"),
-            (json!({"spec": {"addresses": ["a", "a"]}}), "spec.addresses[1]", "Duplicate value"),
-            (json!({"spec": {"addresses": [], "mode": "c"}}), "spec.mode", "Unsupported value"),
-            (json!({"spec": {"addresses": [], "name": "A"}}), "spec.name", "should match"),
-            (json!({"spec": {"addresses": [], "name": "abcdef"}}), "spec.name", "Too long"),
+            (
+                json!({"spec": {"addresses": ["a", "a"]}}),
+                "spec.addresses[1]",
+                "Duplicate value",
+            ),
+            (
+                json!({"spec": {"addresses": [], "mode": "c"}}),
+                "spec.mode",
+                "Unsupported value",
+            ),
+            (
+                json!({"spec": {"addresses": [], "name": "A"}}),
+                "spec.name",
+                "should match",
+            ),
+            (
+                json!({"spec": {"addresses": [], "name": "abcdef"}}),
+                "spec.name",
+                "Too long",
+            ),
         ];
         for (object, field, message) in cases {
             let causes = validate(&object, &pool_schema());
-            assert!(causes.iter().any(|c| c.field == field && c.message.contains(message)), "{field}: {causes:?}");
+            assert!(
+                causes
+                    .iter()
+                    .any(|c| c.field == field && c.message.contains(message)),
+                "{field}: {causes:?}"
+            );
         }
         assert!(validate(&json!({"spec": {"addresses": ["a"]}}), &pool_schema()).is_empty());
     }
@@ -499,7 +674,11 @@ mod tests {
     #[test]
     fn structural_check() {
         let mut causes = Vec::new();
-        check_structural(&json!({"type": "object", "properties": {"spec": {"properties": {}}}}), "schema", &mut causes);
+        check_structural(
+            &json!({"type": "object", "properties": {"spec": {"properties": {}}}}),
+            "schema",
+            &mut causes,
+        );
         assert_eq!(causes.len(), 1, "{causes:?}");
         assert_eq!(parse_go_duration("1m30s"), Some(90_000.0));
         assert_eq!(parse_go_duration("abc"), None);

@@ -51,7 +51,11 @@ impl ServiceAllocator {
     }
 
     fn family_cidr(&self, family: &str) -> Option<(usize, IpNet)> {
-        self.cidrs.iter().copied().enumerate().find(|(_, cidr)| family_of_net(cidr) == family)
+        self.cidrs
+            .iter()
+            .copied()
+            .enumerate()
+            .find(|(_, cidr)| family_of_net(cidr) == family)
     }
 
     fn primary_family(&self) -> &'static str {
@@ -64,7 +68,9 @@ impl ServiceAllocator {
         let start = self.next_ip_offsets.get(index).copied().unwrap_or(1);
         for step in 0..size.min(1 << 20) {
             let offset = 1 + (start - 1 + step) % (size - 2).max(1);
-            let Some(ip) = offset_ip(&cidr, offset) else { continue };
+            let Some(ip) = offset_ip(&cidr, offset) else {
+                continue;
+            };
             if !self.used_ips.contains(&ip) {
                 self.used_ips.insert(ip);
                 if let Some(next) = self.next_ip_offsets.get_mut(index) {
@@ -82,7 +88,11 @@ impl ServiceAllocator {
             let port = NODE_PORT_MIN + (self.next_port - NODE_PORT_MIN + step) % span;
             if !self.used_ports.contains(&port) {
                 self.used_ports.insert(port);
-                self.next_port = if port == NODE_PORT_MAX { NODE_PORT_MIN } else { port + 1 };
+                self.next_port = if port == NODE_PORT_MAX {
+                    NODE_PORT_MIN
+                } else {
+                    port + 1
+                };
                 return Some(port);
             }
         }
@@ -101,7 +111,11 @@ impl ServiceAllocator {
 
     /// Defaults, validates and allocates for a create (`old` None) or an update of a Service
     /// spec. On success the caller owns the returned allocation delta: `(newly taken, to free)`.
-    pub(crate) fn prepare(&mut self, service: &mut Value, old: Option<&Value>) -> Result<(Allocation, Allocation), Vec<Cause>> {
+    pub(crate) fn prepare(
+        &mut self,
+        service: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(Allocation, Allocation), Vec<Cause>> {
         set_defaults(service);
         if let Some(old) = old {
             patch_allocated_values(service, old);
@@ -120,15 +134,33 @@ impl ServiceAllocator {
         }
         let new_allocation = allocation_of(service);
         let freed = Allocation {
-            ips: old_allocation.ips.difference(&new_allocation.ips).copied().collect(),
-            ports: old_allocation.ports.difference(&new_allocation.ports).copied().collect(),
+            ips: old_allocation
+                .ips
+                .difference(&new_allocation.ips)
+                .copied()
+                .collect(),
+            ports: old_allocation
+                .ports
+                .difference(&new_allocation.ports)
+                .copied()
+                .collect(),
         };
         Ok((taken, freed))
     }
 
-    fn allocate(&mut self, service: &mut Value, old: &Allocation, taken: &mut Allocation, causes: &mut Vec<Cause>) -> Option<()> {
+    fn allocate(
+        &mut self,
+        service: &mut Value,
+        old: &Allocation,
+        taken: &mut Allocation,
+        causes: &mut Vec<Cause>,
+    ) -> Option<()> {
         let spec = service.get_mut("spec")?.as_object_mut()?;
-        let service_type = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        let service_type = spec
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
         // IP families.
         if service_type != "ExternalName" {
             let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
@@ -140,10 +172,18 @@ impl ServiceAllocator {
             let mut families: Vec<String> = spec
                 .get("ipFamilies")
                 .and_then(Value::as_array)
-                .map(|list| list.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|f| f.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let requested_ips: Vec<String> = match spec.get("clusterIPs").and_then(Value::as_array) {
-                Some(list) if !list.is_empty() => list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            let requested_ips: Vec<String> = match spec.get("clusterIPs").and_then(Value::as_array)
+            {
+                Some(list) if !list.is_empty() => list
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
                 _ => spec
                     .get("clusterIP")
                     .and_then(Value::as_str)
@@ -183,7 +223,11 @@ impl ServiceAllocator {
                     causes.push(Cause::not_supported(
                         "spec.ipFamilyPolicy",
                         &json!(other),
-                        &["SingleStack".into(), "PreferDualStack".into(), "RequireDualStack".into()],
+                        &[
+                            "SingleStack".into(),
+                            "PreferDualStack".into(),
+                            "RequireDualStack".into(),
+                        ],
                     ));
                     return None;
                 }
@@ -208,11 +252,17 @@ impl ServiceAllocator {
                     match requested_ips.get(index) {
                         Some(text) => {
                             let Ok(ip) = text.parse::<IpAddr>() else {
-                                causes.push(Cause::invalid(format!("spec.clusterIPs[{index}]"), &json!(text), "must be a valid IP address"));
+                                causes.push(Cause::invalid(
+                                    format!("spec.clusterIPs[{index}]"),
+                                    &json!(text),
+                                    "must be a valid IP address",
+                                ));
                                 return None;
                             };
                             if !old.ips.contains(&ip) {
-                                let in_range = self.family_cidr(family).is_some_and(|(_, cidr)| cidr.contains(&ip));
+                                let in_range = self
+                                    .family_cidr(family)
+                                    .is_some_and(|(_, cidr)| cidr.contains(&ip));
                                 if !in_range {
                                     causes.push(Cause::invalid(
                                         format!("spec.clusterIPs[{index}]"),
@@ -236,7 +286,11 @@ impl ServiceAllocator {
                         }
                         None => {
                             let Some(ip) = self.allocate_ip(family) else {
-                                causes.push(Cause::invalid("spec.clusterIPs", &Value::Null, "failed to allocate IP: range is full"));
+                                causes.push(Cause::invalid(
+                                    "spec.clusterIPs",
+                                    &Value::Null,
+                                    "failed to allocate IP: range is full",
+                                ));
                                 return None;
                             };
                             taken.ips.insert(ip);
@@ -244,21 +298,34 @@ impl ServiceAllocator {
                         }
                     }
                 }
-                spec.insert("clusterIP".into(), json!(ips.first().cloned().unwrap_or_default()));
+                spec.insert(
+                    "clusterIP".into(),
+                    json!(ips.first().cloned().unwrap_or_default()),
+                );
                 spec.insert("clusterIPs".into(), json!(ips));
             }
         }
         // Node ports.
         let wants_node_ports = service_type == "NodePort"
             || (service_type == "LoadBalancer"
-                && spec.get("allocateLoadBalancerNodePorts").and_then(Value::as_bool) != Some(false));
+                && spec
+                    .get("allocateLoadBalancerNodePorts")
+                    .and_then(Value::as_bool)
+                    != Some(false));
         if let Some(Value::Array(ports)) = spec.get_mut("ports") {
             for (index, port) in ports.iter_mut().enumerate() {
-                let Some(port) = port.as_object_mut() else { continue };
-                let requested = port.get("nodePort").and_then(Value::as_u64).filter(|p| *p != 0);
+                let Some(port) = port.as_object_mut() else {
+                    continue;
+                };
+                let requested = port
+                    .get("nodePort")
+                    .and_then(Value::as_u64)
+                    .filter(|p| *p != 0);
                 match requested {
                     Some(requested) => {
-                        let Ok(requested) = u16::try_from(requested) else { continue };
+                        let Ok(requested) = u16::try_from(requested) else {
+                            continue;
+                        };
                         if !old.ports.contains(&requested) && !taken.ports.contains(&requested) {
                             if !(NODE_PORT_MIN..=NODE_PORT_MAX).contains(&requested) {
                                 causes.push(Cause::invalid(
@@ -282,7 +349,11 @@ impl ServiceAllocator {
                     }
                     None if wants_node_ports => {
                         let Some(allocated) = self.allocate_port() else {
-                            causes.push(Cause::invalid(format!("spec.ports[{index}].nodePort"), &Value::Null, "range is full"));
+                            causes.push(Cause::invalid(
+                                format!("spec.ports[{index}].nodePort"),
+                                &Value::Null,
+                                "range is full",
+                            ));
                             return None;
                         };
                         taken.ports.insert(allocated);
@@ -295,12 +366,19 @@ impl ServiceAllocator {
         // Health check node port.
         let local = spec.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local");
         if service_type == "LoadBalancer" && local {
-            let requested = spec.get("healthCheckNodePort").and_then(Value::as_u64).filter(|p| *p != 0);
+            let requested = spec
+                .get("healthCheckNodePort")
+                .and_then(Value::as_u64)
+                .filter(|p| *p != 0);
             match requested.and_then(|p| u16::try_from(p).ok()) {
                 Some(port) => {
                     if !old.ports.contains(&port) && !taken.ports.contains(&port) {
                         if self.used_ports.contains(&port) {
-                            causes.push(Cause::invalid("spec.healthCheckNodePort", &json!(port), "provided port is already allocated"));
+                            causes.push(Cause::invalid(
+                                "spec.healthCheckNodePort",
+                                &json!(port),
+                                "provided port is already allocated",
+                            ));
                             return None;
                         }
                         self.used_ports.insert(port);
@@ -308,7 +386,7 @@ impl ServiceAllocator {
                     }
                 }
                 None => {
-                    let Some(port) = self.allocate_port() else { return None };
+                    let port = self.allocate_port()?;
                     taken.ports.insert(port);
                     spec.insert("healthCheckNodePort".into(), json!(port));
                 }
@@ -323,18 +401,38 @@ impl ServiceAllocator {
 /// What an already stored Service holds.
 pub(crate) fn allocation_of(service: &Value) -> Allocation {
     let mut allocation = Allocation::default();
-    let Some(spec) = service.get("spec") else { return allocation };
-    for ip in spec.get("clusterIPs").and_then(Value::as_array).into_iter().flatten() {
+    let Some(spec) = service.get("spec") else {
+        return allocation;
+    };
+    for ip in spec
+        .get("clusterIPs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(ip) = ip.as_str().and_then(|ip| ip.parse().ok()) {
             allocation.ips.insert(ip);
         }
     }
-    for port in spec.get("ports").and_then(Value::as_array).into_iter().flatten() {
-        if let Some(port) = port.get("nodePort").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()) {
+    for port in spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(port) = port
+            .get("nodePort")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+        {
             allocation.ports.insert(port);
         }
     }
-    if let Some(port) = spec.get("healthCheckNodePort").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()) {
+    if let Some(port) = spec
+        .get("healthCheckNodePort")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+    {
         allocation.ports.insert(port);
     }
     allocation
@@ -381,19 +479,30 @@ fn offset_ip(net: &IpNet, offset: u128) -> Option<IpAddr> {
 
 /// `SetDefaults_Service`, plus `ipMode: VIP` on LoadBalancer ingress entries with an `ip`.
 pub(crate) fn set_defaults(service: &mut Value) {
-    let Some(object) = service.as_object_mut() else { return };
+    let Some(object) = service.as_object_mut() else {
+        return;
+    };
     let spec = object.entry("spec").or_insert_with(|| json!({}));
     if let Some(spec) = spec.as_object_mut() {
-        let service_type = spec.entry("type").or_insert_with(|| json!("ClusterIP")).as_str().unwrap_or("ClusterIP").to_string();
-        spec.entry("sessionAffinity").or_insert_with(|| json!("None"));
+        let service_type = spec
+            .entry("type")
+            .or_insert_with(|| json!("ClusterIP"))
+            .as_str()
+            .unwrap_or("ClusterIP")
+            .to_string();
+        spec.entry("sessionAffinity")
+            .or_insert_with(|| json!("None"));
         if service_type != "ExternalName" {
-            spec.entry("internalTrafficPolicy").or_insert_with(|| json!("Cluster"));
+            spec.entry("internalTrafficPolicy")
+                .or_insert_with(|| json!("Cluster"));
         }
         if service_type == "NodePort" || service_type == "LoadBalancer" {
-            spec.entry("externalTrafficPolicy").or_insert_with(|| json!("Cluster"));
+            spec.entry("externalTrafficPolicy")
+                .or_insert_with(|| json!("Cluster"));
         }
         if service_type == "LoadBalancer" {
-            spec.entry("allocateLoadBalancerNodePorts").or_insert_with(|| json!(true));
+            spec.entry("allocateLoadBalancerNodePorts")
+                .or_insert_with(|| json!(true));
         }
         if let Some(Value::Array(ports)) = spec.get_mut("ports") {
             for port in ports.iter_mut().filter_map(Value::as_object_mut) {
@@ -417,7 +526,11 @@ pub(crate) fn set_defaults(service: &mut Value) {
         if is_load_balancer {
             if let Some(Value::Array(ingress)) = load_balancer.get_mut("ingress") {
                 for entry in ingress.iter_mut().filter_map(Value::as_object_mut) {
-                    if entry.get("ip").and_then(Value::as_str).is_some_and(|ip| !ip.is_empty()) {
+                    if entry
+                        .get("ip")
+                        .and_then(Value::as_str)
+                        .is_some_and(|ip| !ip.is_empty())
+                    {
                         entry.entry("ipMode").or_insert_with(|| json!("VIP"));
                     }
                 }
@@ -429,10 +542,19 @@ pub(crate) fn set_defaults(service: &mut Value) {
 /// Upstream's `patchAllocatedValues`: an update that leaves allocated fields unset (a client
 /// replacing the whole spec) keeps the values already allocated.
 fn patch_allocated_values(service: &mut Value, old: &Value) {
-    let Some(old_spec) = old.get("spec") else { return };
-    let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) else { return };
-    let unset = |value: Option<&Value>| value.is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
-    let new_type = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let Some(old_spec) = old.get("spec") else {
+        return;
+    };
+    let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let unset =
+        |value: Option<&Value>| value.is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
+    let new_type = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     if new_type != "ExternalName" && unset(spec.get("clusterIP")) && unset(spec.get("clusterIPs")) {
         for field in ["clusterIP", "clusterIPs"] {
             if let Some(value) = old_spec.get(field) {
@@ -448,16 +570,32 @@ fn patch_allocated_values(service: &mut Value, old: &Value) {
         }
     }
     if new_type == "NodePort" || new_type == "LoadBalancer" {
-        let old_ports = old_spec.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        let old_ports = old_spec
+            .get("ports")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if let Some(Value::Array(ports)) = spec.get_mut("ports") {
             for port in ports.iter_mut().filter_map(Value::as_object_mut) {
-                if port.get("nodePort").and_then(Value::as_u64).is_some_and(|p| p != 0) {
+                if port
+                    .get("nodePort")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|p| p != 0)
+                {
                     continue;
                 }
-                let protocol = port.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string();
+                let protocol = port
+                    .get("protocol")
+                    .and_then(Value::as_str)
+                    .unwrap_or("TCP")
+                    .to_string();
                 let matching = old_ports.iter().find(|old_port| {
                     old_port.get("port") == port.get("port")
-                        && old_port.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == protocol
+                        && old_port
+                            .get("protocol")
+                            .and_then(Value::as_str)
+                            .unwrap_or("TCP")
+                            == protocol
                 });
                 if let Some(node_port) = matching.and_then(|m| m.get("nodePort")) {
                     port.insert("nodePort".into(), node_port.clone());
@@ -475,9 +613,19 @@ fn patch_allocated_values(service: &mut Value, old: &Value) {
 /// Upstream's `dropTypeDependentFields`: on a type change, drop what the old type allocated
 /// automatically and the new type does not need. `status.loadBalancer` is never touched.
 fn drop_type_dependent_fields(service: &mut Value, old: &Value) {
-    let old_type = old.get("spec").and_then(|s| s.get("type")).and_then(Value::as_str).unwrap_or("ClusterIP");
-    let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) else { return };
-    let new_type = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let old_type = old
+        .get("spec")
+        .and_then(|s| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let new_type = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     if old_type == new_type {
         return;
     }
@@ -486,7 +634,10 @@ fn drop_type_dependent_fields(service: &mut Value, old: &Value) {
     if !needs_node_ports {
         if let Some(Value::Array(ports)) = spec.get_mut("ports") {
             for (index, port) in ports.iter_mut().enumerate() {
-                let old_port = old_spec.get("ports").and_then(|p| p.get(index)).and_then(|p| p.get("nodePort"));
+                let old_port = old_spec
+                    .get("ports")
+                    .and_then(|p| p.get(index))
+                    .and_then(|p| p.get("nodePort"));
                 if let Some(port) = port.as_object_mut() {
                     if port.get("nodePort").is_some() && port.get("nodePort") == old_port {
                         port.remove("nodePort");
@@ -509,14 +660,18 @@ fn drop_type_dependent_fields(service: &mut Value, old: &Value) {
         if spec.get("loadBalancerClass") == old_spec.get("loadBalancerClass") {
             spec.remove("loadBalancerClass");
         }
-        if spec.get("allocateLoadBalancerNodePorts") == old_spec.get("allocateLoadBalancerNodePorts") {
+        if spec.get("allocateLoadBalancerNodePorts")
+            == old_spec.get("allocateLoadBalancerNodePorts")
+        {
             spec.remove("allocateLoadBalancerNodePorts");
         }
         if spec.get("healthCheckNodePort") == old_spec.get("healthCheckNodePort") {
             spec.remove("healthCheckNodePort");
         }
     }
-    if !needs_node_ports && spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy") {
+    if !needs_node_ports
+        && spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy")
+    {
         spec.remove("externalTrafficPolicy");
     }
 }
@@ -524,14 +679,28 @@ fn drop_type_dependent_fields(service: &mut Value, old: &Value) {
 fn validate_spec(service: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
     let empty = Map::new();
-    let spec = service.get("spec").and_then(Value::as_object).unwrap_or(&empty);
-    let service_type = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    let spec = service
+        .get("spec")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let service_type = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
     const TYPES: [&str; 4] = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
     if !TYPES.contains(&service_type) {
-        causes.push(Cause::not_supported("spec.type", &json!(service_type), &TYPES.map(String::from)));
+        causes.push(Cause::not_supported(
+            "spec.type",
+            &json!(service_type),
+            &TYPES.map(String::from),
+        ));
     }
     let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
-    let ports = spec.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    let ports = spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if ports.is_empty() && !headless && service_type != "ExternalName" {
         causes.push(Cause::required("spec.ports", ""));
     }
@@ -541,14 +710,28 @@ fn validate_spec(service: &Value, old: Option<&Value>) -> Vec<Cause> {
         let field = format!("spec.ports[{index}]");
         let number = port.get("port").and_then(Value::as_i64).unwrap_or(0);
         if !(1..=65535).contains(&number) {
-            causes.push(Cause::invalid(format!("{field}.port"), port.get("port").unwrap_or(&Value::Null), "must be between 1 and 65535, inclusive"));
+            causes.push(Cause::invalid(
+                format!("{field}.port"),
+                port.get("port").unwrap_or(&Value::Null),
+                "must be between 1 and 65535, inclusive",
+            ));
         }
-        let protocol = port.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+        let protocol = port
+            .get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or("TCP");
         if !["TCP", "UDP", "SCTP"].contains(&protocol) {
-            causes.push(Cause::not_supported(format!("{field}.protocol"), &json!(protocol), &["SCTP".into(), "TCP".into(), "UDP".into()]));
+            causes.push(Cause::not_supported(
+                format!("{field}.protocol"),
+                &json!(protocol),
+                &["SCTP".into(), "TCP".into(), "UDP".into()],
+            ));
         }
         if !seen.insert((number, protocol.to_string())) {
-            causes.push(Cause::duplicate(field.clone(), &json!({"port": number, "protocol": protocol})));
+            causes.push(Cause::duplicate(
+                field.clone(),
+                &json!({"port": number, "protocol": protocol}),
+            ));
         }
         let name = port.get("name").and_then(Value::as_str).unwrap_or_default();
         if ports.len() > 1 && name.is_empty() {
@@ -564,32 +747,61 @@ fn validate_spec(service: &Value, old: Option<&Value>) -> Vec<Cause> {
                 _ => false,
             };
             if !ok {
-                causes.push(Cause::invalid(format!("{field}.targetPort"), target, "must be between 1 and 65535, inclusive, or a valid port name"));
+                causes.push(Cause::invalid(
+                    format!("{field}.targetPort"),
+                    target,
+                    "must be between 1 and 65535, inclusive, or a valid port name",
+                ));
             }
         }
     }
-    if service_type == "ExternalName" && spec.get("externalName").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if service_type == "ExternalName"
+        && spec
+            .get("externalName")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
         causes.push(Cause::required("spec.externalName", ""));
     }
     if let Some(old) = old {
         let old_spec = old.get("spec").cloned().unwrap_or(Value::Null);
-        let old_type = old_spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP");
+        let old_type = old_spec
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP");
         for field in ["clusterIP", "clusterIPs"] {
             let before = old_spec.get(field);
             let after = spec.get(field);
             let before_set = before.is_some_and(|v| !v.is_null() && v != "" && v != &json!([]));
             let after_set = after.is_some_and(|v| !v.is_null() && v != "" && v != &json!([]));
-            if before_set && after_set && before != after && old_type != "ExternalName" && service_type != "ExternalName" {
+            if before_set
+                && after_set
+                && before != after
+                && old_type != "ExternalName"
+                && service_type != "ExternalName"
+            {
                 let is_primary_kept = field == "clusterIPs"
                     && before.and_then(|b| b.get(0)) == after.and_then(|a| a.get(0));
                 if !is_primary_kept {
-                    causes.push(Cause::invalid(format!("spec.{field}"), after.unwrap_or(&Value::Null), "field is immutable"));
+                    causes.push(Cause::invalid(
+                        format!("spec.{field}"),
+                        after.unwrap_or(&Value::Null),
+                        "field is immutable",
+                    ));
                 }
             }
         }
         let before = old_spec.get("loadBalancerClass");
-        if before.is_some_and(|b| !b.is_null()) && old_type == "LoadBalancer" && service_type == "LoadBalancer" && spec.get("loadBalancerClass") != before {
-            causes.push(Cause::invalid("spec.loadBalancerClass", spec.get("loadBalancerClass").unwrap_or(&Value::Null), "may not change once set"));
+        if before.is_some_and(|b| !b.is_null())
+            && old_type == "LoadBalancer"
+            && service_type == "LoadBalancer"
+            && spec.get("loadBalancerClass") != before
+        {
+            causes.push(Cause::invalid(
+                "spec.loadBalancerClass",
+                spec.get("loadBalancerClass").unwrap_or(&Value::Null),
+                "may not change once set",
+            ));
         }
     }
     causes.extend(validate_status(service));
@@ -607,13 +819,21 @@ pub(crate) fn validate_status(service: &Value) -> Vec<Cause> {
     for (index, entry) in ingress.into_iter().flatten().enumerate() {
         if let Some(ip) = entry.get("ip") {
             if ip.as_str().and_then(|t| t.parse::<IpAddr>().ok()).is_none() {
-                causes.push(Cause::invalid(format!("status.loadBalancer.ingress[{index}].ip"), ip, "must be a valid IP address"));
+                causes.push(Cause::invalid(
+                    format!("status.loadBalancer.ingress[{index}].ip"),
+                    ip,
+                    "must be a valid IP address",
+                ));
             }
         }
         if let Some(hostname) = entry.get("hostname") {
             let text = hostname.as_str().unwrap_or_default();
             if text.parse::<IpAddr>().is_ok() {
-                causes.push(Cause::invalid(format!("status.loadBalancer.ingress[{index}].hostname"), hostname, "must be a DNS name, not an IP address"));
+                causes.push(Cause::invalid(
+                    format!("status.loadBalancer.ingress[{index}].hostname"),
+                    hostname,
+                    "must be a DNS name, not an IP address",
+                ));
             } else if !crate::meta::is_dns1123_subdomain(text) {
                 causes.push(Cause::invalid(
                     format!("status.loadBalancer.ingress[{index}].hostname"),
@@ -624,7 +844,11 @@ pub(crate) fn validate_status(service: &Value) -> Vec<Cause> {
         }
         if let Some(mode) = entry.get("ipMode") {
             if !matches!(mode.as_str(), Some("VIP" | "Proxy")) {
-                causes.push(Cause::not_supported(format!("status.loadBalancer.ingress[{index}].ipMode"), mode, &["Proxy".into(), "VIP".into()]));
+                causes.push(Cause::not_supported(
+                    format!("status.loadBalancer.ingress[{index}].ipMode"),
+                    mode,
+                    &["Proxy".into(), "VIP".into()],
+                ));
             }
         }
     }
@@ -636,7 +860,12 @@ mod tests {
     use super::*;
 
     fn allocator() -> ServiceAllocator {
-        ServiceAllocator::new(vec!["10.96.0.0/12".parse().unwrap_or_else(|_| unreachable!()), "fd00:10:96::/112".parse().unwrap_or_else(|_| unreachable!())])
+        ServiceAllocator::new(vec![
+            "10.96.0.0/12".parse().unwrap_or_else(|_| unreachable!()),
+            "fd00:10:96::/112"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        ])
     }
 
     #[test]
@@ -651,8 +880,14 @@ mod tests {
         assert_eq!(spec["externalTrafficPolicy"], "Cluster");
         assert_eq!(spec["ipFamilyPolicy"], "SingleStack");
         assert_eq!(spec["ipFamilies"], json!(["IPv4"]));
-        let ip: IpAddr = spec["clusterIP"].as_str().unwrap_or_default().parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        assert!("10.96.0.0/12".parse::<IpNet>().is_ok_and(|net| net.contains(&ip)));
+        let ip: IpAddr = spec["clusterIP"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        assert!("10.96.0.0/12"
+            .parse::<IpNet>()
+            .is_ok_and(|net| net.contains(&ip)));
         let port = spec["ports"][0]["nodePort"].as_u64().unwrap_or(0);
         assert!((30000..=32767).contains(&port));
     }
@@ -660,32 +895,65 @@ mod tests {
     #[test]
     fn dual_stack_and_conflicts() {
         let mut allocator = allocator();
-        let mut service = json!({"spec": {"ipFamilyPolicy": "PreferDualStack", "ports": [{"port": 80}]}});
+        let mut service =
+            json!({"spec": {"ipFamilyPolicy": "PreferDualStack", "ports": [{"port": 80}]}});
         assert!(allocator.prepare(&mut service, None).is_ok());
-        assert_eq!(service["spec"]["clusterIPs"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            service["spec"]["clusterIPs"].as_array().map(Vec::len),
+            Some(2)
+        );
         let taken = service["spec"]["clusterIP"].clone();
         let mut clash = json!({"spec": {"clusterIP": taken, "ports": [{"port": 80}]}});
-        let causes = allocator.prepare(&mut clash, None).err().unwrap_or_default();
-        assert!(causes.iter().any(|c| c.message.contains("already allocated")), "{causes:?}");
-        let mut single = ServiceAllocator::new(vec!["10.0.0.0/24".parse().unwrap_or_else(|_| unreachable!())]);
-        let mut required = json!({"spec": {"ipFamilyPolicy": "RequireDualStack", "ports": [{"port": 80}]}});
+        let causes = allocator
+            .prepare(&mut clash, None)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.message.contains("already allocated")),
+            "{causes:?}"
+        );
+        let mut single = ServiceAllocator::new(vec!["10.0.0.0/24"
+            .parse()
+            .unwrap_or_else(|_| unreachable!())]);
+        let mut required =
+            json!({"spec": {"ipFamilyPolicy": "RequireDualStack", "ports": [{"port": 80}]}});
         assert!(single.prepare(&mut required, None).is_err());
     }
 
     #[test]
     fn validation_table() {
         let cases = [
-            (json!({"spec": {"ports": [{"port": 0}]}}), "spec.ports[0].port"),
+            (
+                json!({"spec": {"ports": [{"port": 0}]}}),
+                "spec.ports[0].port",
+            ),
             (json!({"spec": {"ports": []}}), "spec.ports"),
-            (json!({"spec": {"ports": [{"port": 80, "name": "a"}, {"port": 80, "name": "b"}]}}), "spec.ports[1]"),
-            (json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}}), "spec.ports[0].name"),
-            (json!({"spec": {"ports": [{"port": 80}]}, "status": {"loadBalancer": {"ingress": [{"ip": "nope"}]}}}), "status.loadBalancer.ingress[0].ip"),
-            (json!({"spec": {"ports": [{"port": 80}]}, "status": {"loadBalancer": {"ingress": [{"hostname": "1.2.3.4"}]}}}), "status.loadBalancer.ingress[0].hostname"),
+            (
+                json!({"spec": {"ports": [{"port": 80, "name": "a"}, {"port": 80, "name": "b"}]}}),
+                "spec.ports[1]",
+            ),
+            (
+                json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}}),
+                "spec.ports[0].name",
+            ),
+            (
+                json!({"spec": {"ports": [{"port": 80}]}, "status": {"loadBalancer": {"ingress": [{"ip": "nope"}]}}}),
+                "status.loadBalancer.ingress[0].ip",
+            ),
+            (
+                json!({"spec": {"ports": [{"port": 80}]}, "status": {"loadBalancer": {"ingress": [{"hostname": "1.2.3.4"}]}}}),
+                "status.loadBalancer.ingress[0].hostname",
+            ),
         ];
         for (mut service, field) in cases {
             set_defaults(&mut service);
             let causes = validate_spec(&service, None);
-            assert!(causes.iter().any(|c| c.field == field), "{field}: {causes:?}");
+            assert!(
+                causes.iter().any(|c| c.field == field),
+                "{field}: {causes:?}"
+            );
         }
     }
 }

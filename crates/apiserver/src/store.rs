@@ -76,7 +76,12 @@ impl State {
     }
 
     /// The stored object, if any.
-    pub(crate) fn get(&self, storage: &StorageKey, namespace: &str, name: &str) -> Option<Arc<Value>> {
+    pub(crate) fn get(
+        &self,
+        storage: &StorageKey,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<Value>> {
         self.objects
             .get(storage)?
             .get(&(namespace.to_string(), name.to_string()))
@@ -85,7 +90,9 @@ impl State {
 
     /// Objects of a storage key, optionally in one namespace, in key order.
     pub(crate) fn list(&self, storage: &StorageKey, namespace: Option<&str>) -> Vec<Arc<Value>> {
-        let Some(objects) = self.objects.get(storage) else { return Vec::new() };
+        let Some(objects) = self.objects.get(storage) else {
+            return Vec::new();
+        };
         match namespace {
             Some(namespace) => objects
                 .range((namespace.to_string(), String::new())..)
@@ -114,8 +121,16 @@ impl State {
         let rv = self.rv;
         let meta = metadata_mut(&mut object);
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
-        let namespace = meta.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string();
-        let name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let namespace = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let object = Arc::new(object);
         let key = self.interned(storage);
         let previous = self
@@ -123,7 +138,11 @@ impl State {
             .entry(storage.clone())
             .or_default()
             .insert((namespace.clone(), name), object.clone());
-        let event_type = if previous.is_some() { EventType::Modified } else { EventType::Added };
+        let event_type = if previous.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
         self.record(HistoryEvent {
             rv,
             storage: key,
@@ -136,7 +155,12 @@ impl State {
     }
 
     /// Removes an object; the DELETED event carries its last state with a new RV.
-    pub(crate) fn remove(&mut self, storage: &StorageKey, namespace: &str, name: &str) -> Option<Arc<Value>> {
+    pub(crate) fn remove(
+        &mut self,
+        storage: &StorageKey,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<Value>> {
         let previous = self
             .objects
             .get_mut(storage)?

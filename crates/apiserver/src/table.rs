@@ -43,34 +43,71 @@ fn column(name: &str, column_type: &str, format: &str, priority: i64, descriptio
 }
 
 fn columns(info: &ResourceInfo) -> Vec<Column> {
-    let name = column("Name", "string", "name", 0, "Name must be unique within a namespace.");
+    let name = column(
+        "Name",
+        "string",
+        "name",
+        0,
+        "Name must be unique within a namespace.",
+    );
     let age = column("Age", "string", "", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.");
     match info.strategy {
         Strategy::Service => vec![
             name,
             column("Type", "string", "", 0, "The type of service."),
-            column("Cluster-IP", "string", "", 0, "The cluster IP of the service."),
-            column("External-IP", "string", "", 0, "The external IPs of the service."),
+            column(
+                "Cluster-IP",
+                "string",
+                "",
+                0,
+                "The cluster IP of the service.",
+            ),
+            column(
+                "External-IP",
+                "string",
+                "",
+                0,
+                "The external IPs of the service.",
+            ),
             column("Port(s)", "string", "", 0, "The ports of the service."),
             age,
             column("Selector", "string", "", 1, "The selector of the service."),
         ],
-        Strategy::Namespace => vec![name, column("Status", "string", "", 0, "The status of the namespace."), age],
-        Strategy::Crd => vec![name, column("Created At", "date", "", 0, "The creation time.")],
+        Strategy::Namespace => vec![
+            name,
+            column("Status", "string", "", 0, "The status of the namespace."),
+            age,
+        ],
+        Strategy::Crd => vec![
+            name,
+            column("Created At", "date", "", 0, "The creation time."),
+        ],
         Strategy::Custom => {
-            let printer = info.custom.as_ref().map(|c| c.printer_columns.as_slice()).unwrap_or_default();
+            let printer = info
+                .custom
+                .as_ref()
+                .map(|c| c.printer_columns.as_slice())
+                .unwrap_or_default();
             let mut result = vec![name];
             if printer.is_empty() {
                 result.push(age);
             }
             for definition in printer {
-                let text = |field: &str| definition.get(field).and_then(Value::as_str).unwrap_or_default();
+                let text = |field: &str| {
+                    definition
+                        .get(field)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                };
                 result.push(Column {
                     name: text("name").to_string(),
                     column_type: text("type").to_string(),
                     format: text("format").to_string(),
                     description: text("description").to_string(),
-                    priority: definition.get("priority").and_then(Value::as_i64).unwrap_or(0),
+                    priority: definition
+                        .get("priority")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0),
                 });
             }
             result
@@ -87,23 +124,42 @@ fn cells(info: &ResourceInfo, object: &Value) -> Vec<Value> {
         Strategy::Service => service_cells(object, name, age),
         Strategy::Namespace => vec![
             name,
-            json!(object.get("status").and_then(|s| s.get("phase")).and_then(Value::as_str).unwrap_or("Active")),
+            json!(object
+                .get("status")
+                .and_then(|s| s.get("phase"))
+                .and_then(Value::as_str)
+                .unwrap_or("Active")),
             age,
         ],
-        Strategy::Crd => vec![name, json!(meta_str(object, "creationTimestamp").unwrap_or_default())],
+        Strategy::Crd => vec![
+            name,
+            json!(meta_str(object, "creationTimestamp").unwrap_or_default()),
+        ],
         Strategy::Custom => {
-            let printer = info.custom.as_ref().map(|c| c.printer_columns.as_slice()).unwrap_or_default();
+            let printer = info
+                .custom
+                .as_ref()
+                .map(|c| c.printer_columns.as_slice())
+                .unwrap_or_default();
             let mut row = vec![name];
             if printer.is_empty() {
                 row.push(age);
             }
             for definition in printer {
-                let path = definition.get("jsonPath").and_then(Value::as_str).unwrap_or_default();
+                let path = definition
+                    .get("jsonPath")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let value = json_path(object, path);
-                let kind = definition.get("type").and_then(Value::as_str).unwrap_or("string");
+                let kind = definition
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("string");
                 row.push(match (kind, value) {
                     ("date", Some(Value::String(text))) => json!(age_of(Some(text))),
-                    (_, Some(value @ (Value::Bool(_) | Value::Number(_) | Value::String(_)))) => value.clone(),
+                    (_, Some(value @ (Value::Bool(_) | Value::Number(_) | Value::String(_)))) => {
+                        value.clone()
+                    }
                     (_, Some(other)) => json!(other.to_string()),
                     (_, None) => Value::Null,
                 });
@@ -116,7 +172,12 @@ fn cells(info: &ResourceInfo, object: &Value) -> Vec<Value> {
 
 fn service_cells(object: &Value, name: Value, age: Value) -> Vec<Value> {
     let spec = object.get("spec").cloned().unwrap_or(Value::Null);
-    let text = |field: &str| spec.get(field).and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |field: &str| {
+        spec.get(field)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let service_type = text("type");
     let cluster_ip = match text("clusterIP") {
         ip if ip.is_empty() => "<none>".to_string(),
@@ -129,7 +190,13 @@ fn service_cells(object: &Value, name: Value, age: Value) -> Vec<Value> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|entry| entry.get("ip").or_else(|| entry.get("hostname")).and_then(Value::as_str).map(str::to_string))
+        .filter_map(|entry| {
+            entry
+                .get("ip")
+                .or_else(|| entry.get("hostname"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .collect();
     let external_ips: Vec<String> = spec
         .get("externalIPs")
@@ -143,7 +210,11 @@ fn service_cells(object: &Value, name: Value, age: Value) -> Vec<Value> {
         "LoadBalancer" => {
             let mut all = ingress.clone();
             all.extend(external_ips.clone());
-            if all.is_empty() { "<pending>".to_string() } else { all.join(",") }
+            if all.is_empty() {
+                "<pending>".to_string()
+            } else {
+                all.join(",")
+            }
         }
         _ if !external_ips.is_empty() => external_ips.join(","),
         _ => "<none>".to_string(),
@@ -155,14 +226,21 @@ fn service_cells(object: &Value, name: Value, age: Value) -> Vec<Value> {
         .flatten()
         .map(|port| {
             let number = port.get("port").map(Value::to_string).unwrap_or_default();
-            let protocol = port.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+            let protocol = port
+                .get("protocol")
+                .and_then(Value::as_str)
+                .unwrap_or("TCP");
             match port.get("nodePort").and_then(Value::as_u64) {
                 Some(node_port) => format!("{number}:{node_port}/{protocol}"),
                 None => format!("{number}/{protocol}"),
             }
         })
         .collect();
-    let ports = if ports.is_empty() { "<none>".to_string() } else { ports.join(",") };
+    let ports = if ports.is_empty() {
+        "<none>".to_string()
+    } else {
+        ports.join(",")
+    };
     let selector: Vec<String> = spec
         .get("selector")
         .and_then(Value::as_object)
@@ -170,8 +248,20 @@ fn service_cells(object: &Value, name: Value, age: Value) -> Vec<Value> {
         .flatten()
         .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
         .collect();
-    let selector = if selector.is_empty() { "<none>".to_string() } else { selector.join(",") };
-    vec![name, json!(service_type), json!(cluster_ip), json!(external), json!(ports), age, json!(selector)]
+    let selector = if selector.is_empty() {
+        "<none>".to_string()
+    } else {
+        selector.join(",")
+    };
+    vec![
+        name,
+        json!(service_type),
+        json!(cluster_ip),
+        json!(external),
+        json!(ports),
+        age,
+        json!(selector),
+    ]
 }
 
 fn age_of(timestamp: Option<&str>) -> String {
@@ -228,7 +318,9 @@ mod tests {
     #[test]
     fn service_row() {
         let registry = Registry::build(&[], 0);
-        let Some(info) = registry.get("", "v1", "services") else { panic!("services not served") };
+        let Some(info) = registry.get("", "v1", "services") else {
+            panic!("services not served")
+        };
         let service = json!({"metadata": {"name": "web", "creationTimestamp": "2020-01-01T00:00:00Z"},
             "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 80, "nodePort": 31234, "protocol": "TCP"}], "selector": {"app": "web"}},
             "status": {"loadBalancer": {}}});
@@ -240,7 +332,8 @@ mod tests {
         assert_eq!(cells[6], "app=web");
         assert_eq!(table["columnDefinitions"][6]["priority"], 1);
         let mut assigned = service;
-        assigned["status"]["loadBalancer"]["ingress"] = json!([{"ip": "192.0.2.1"}, {"ip": "192.0.2.2"}]);
+        assigned["status"]["loadBalancer"]["ingress"] =
+            json!([{"ip": "192.0.2.1"}, {"ip": "192.0.2.2"}]);
         let table = super::table(&info, &[assigned], json!({}));
         assert_eq!(table["rows"][0]["cells"][3], "192.0.2.1,192.0.2.2");
     }

@@ -42,12 +42,25 @@ struct Watch {
 }
 
 /// Starts a watch; the receiver yields newline-terminated JSON event lines.
-pub(crate) fn start(core: Arc<Core>, target: Target, params: &Params, format: Format, bookmark_interval: Duration) -> Result<mpsc::Receiver<Bytes>, ApiError> {
-    let selectors = Selectors::parse(&target.info, params.label_selector.as_deref(), params.field_selector.as_deref())?;
-    let requested: Option<u64> = match params.resource_version.as_deref() {
-        None | Some("0") => None,
-        Some(text) => Some(text.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {text:?}")))?),
-    };
+pub(crate) fn start(
+    core: Arc<Core>,
+    target: Target,
+    params: &Params,
+    format: Format,
+    bookmark_interval: Duration,
+) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    let selectors = Selectors::parse(
+        &target.info,
+        params.label_selector.as_deref(),
+        params.field_selector.as_deref(),
+    )?;
+    let requested: Option<u64> =
+        match params.resource_version.as_deref() {
+            None | Some("0") => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resource version: {text:?}"))
+            })?),
+        };
     let (tx, rx) = mpsc::channel(WATCH_BUFFER_LINES);
     let watch = Watch {
         core,
@@ -57,14 +70,29 @@ pub(crate) fn start(core: Arc<Core>, target: Target, params: &Params, format: Fo
         bookmarks: params.allow_watch_bookmarks,
         tx,
     };
-    let timeout = Duration::from_secs(params.timeout_seconds.filter(|t| *t > 0).unwrap_or(WATCH_TIMEOUT_DEFAULT_SECS));
+    let timeout = Duration::from_secs(
+        params
+            .timeout_seconds
+            .filter(|t| *t > 0)
+            .unwrap_or(WATCH_TIMEOUT_DEFAULT_SECS),
+    );
     let initial_events = params.send_initial_events;
-    tokio::spawn(async move { watch.run(requested, initial_events, timeout, bookmark_interval).await });
+    tokio::spawn(async move {
+        watch
+            .run(requested, initial_events, timeout, bookmark_interval)
+            .await
+    });
     Ok(rx)
 }
 
 impl Watch {
-    async fn run(self, requested: Option<u64>, initial_events: bool, timeout: Duration, bookmark_interval: Duration) {
+    async fn run(
+        self,
+        requested: Option<u64>,
+        initial_events: bool,
+        timeout: Duration,
+        bookmark_interval: Duration,
+    ) {
         let mut rv_rx = self.core.rv_tx.subscribe();
         let mut close_rx = self.core.close_tx.subscribe();
         enum Start {
@@ -79,7 +107,11 @@ impl Watch {
                     Err(oldest) => Start::Expired(ApiError::expired(rv, oldest).status()),
                 },
                 None => {
-                    let namespace = if self.target.info.namespaced { self.target.namespace.as_deref() } else { None };
+                    let namespace = if self.target.info.namespaced {
+                        self.target.namespace.as_deref()
+                    } else {
+                        None
+                    };
                     let lines: Vec<Bytes> = state
                         .list(&self.target.info.storage, namespace)
                         .iter()
@@ -106,7 +138,10 @@ impl Watch {
             return;
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut bookmark_timer = tokio::time::interval_at(tokio::time::Instant::now() + bookmark_interval, bookmark_interval);
+        let mut bookmark_timer = tokio::time::interval_at(
+            tokio::time::Instant::now() + bookmark_interval,
+            bookmark_interval,
+        );
         loop {
             tokio::select! {
                 changed = rv_rx.changed() => {
@@ -152,7 +187,11 @@ impl Watch {
 
     fn render_events(&self, events: &[Arc<HistoryEvent>]) -> Vec<Bytes> {
         let info = &self.target.info;
-        let namespace = if info.namespaced { self.target.namespace.as_deref() } else { None };
+        let namespace = if info.namespaced {
+            self.target.namespace.as_deref()
+        } else {
+            None
+        };
         let everything = self.selectors.is_everything();
         let mut lines = Vec::new();
         for event in events {
@@ -163,7 +202,10 @@ impl Watch {
                 continue;
             }
             let now = everything || self.selectors.matches(info, &event.object);
-            let before = event.previous.as_ref().is_some_and(|previous| everything || self.selectors.matches(info, previous));
+            let before = event
+                .previous
+                .as_ref()
+                .is_some_and(|previous| everything || self.selectors.matches(info, previous));
             let event_type = match (event.event_type, before, now) {
                 (EventType::Added, _, true) => EventType::Added,
                 (EventType::Modified, true, true) => EventType::Modified,
@@ -172,14 +214,16 @@ impl Watch {
                 (EventType::Deleted, _, true) => EventType::Deleted,
                 _ => continue,
             };
-            let object = if event.event_type == EventType::Modified && event_type == EventType::Deleted {
-                // The last matching state, with the event's RV.
-                let mut last = event.previous.as_deref().cloned().unwrap_or(Value::Null);
-                crate::meta::metadata_mut(&mut last).insert("resourceVersion".into(), json!(event.rv.to_string()));
-                last
-            } else {
-                (*event.object).clone()
-            };
+            let object =
+                if event.event_type == EventType::Modified && event_type == EventType::Deleted {
+                    // The last matching state, with the event's RV.
+                    let mut last = event.previous.as_deref().cloned().unwrap_or(Value::Null);
+                    crate::meta::metadata_mut(&mut last)
+                        .insert("resourceVersion".into(), json!(event.rv.to_string()));
+                    last
+                } else {
+                    (*event.object).clone()
+                };
             lines.push(line(event_type.as_str(), self.render(&object)));
         }
         lines
@@ -192,7 +236,11 @@ impl Watch {
             Format::Json => view,
             Format::Metadata => partial_metadata(&view),
             Format::Table => {
-                let rv = view.get("metadata").and_then(|m| m.get("resourceVersion")).cloned().unwrap_or(Value::Null);
+                let rv = view
+                    .get("metadata")
+                    .and_then(|m| m.get("resourceVersion"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 table(info, &[view], json!({"resourceVersion": rv}))
             }
         }
@@ -200,15 +248,24 @@ impl Watch {
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
         let (api_version, kind) = match self.format {
-            Format::Json => (self.target.info.api_version(), self.target.info.kind.clone()),
-            Format::Metadata => ("meta.k8s.io/v1".to_string(), "PartialObjectMetadata".to_string()),
+            Format::Json => (
+                self.target.info.api_version(),
+                self.target.info.kind.clone(),
+            ),
+            Format::Metadata => (
+                "meta.k8s.io/v1".to_string(),
+                "PartialObjectMetadata".to_string(),
+            ),
             Format::Table => ("meta.k8s.io/v1".to_string(), "Table".to_string()),
         };
         let mut metadata = json!({"resourceVersion": rv.to_string()});
         if initial_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        line("BOOKMARK", json!({"kind": kind, "apiVersion": api_version, "metadata": metadata}))
+        line(
+            "BOOKMARK",
+            json!({"kind": kind, "apiVersion": api_version, "metadata": metadata}),
+        )
     }
 }
 

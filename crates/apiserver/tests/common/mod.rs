@@ -23,7 +23,11 @@ pub fn metallb_crds() -> Vec<Value> {
 
 /// A stand-in with the metallb.io CRDs registered.
 pub async fn start() -> ServerHandle {
-    start_with(Config { crds: metallb_crds(), ..Config::default() }).await
+    start_with(Config {
+        crds: metallb_crds(),
+        ..Config::default()
+    })
+    .await
 }
 
 /// A stand-in with a custom config.
@@ -36,7 +40,10 @@ pub async fn start_with(config: Config) -> ServerHandle {
 
 /// A kube-rs client for a stand-in.
 pub fn client(handle: &ServerHandle) -> kube::Client {
-    let url = handle.url().parse().unwrap_or_else(|error| panic!("bad url: {error}"));
+    let url = handle
+        .url()
+        .parse()
+        .unwrap_or_else(|error| panic!("bad url: {error}"));
     let mut config = kube::Config::new(url);
     config.default_namespace = "default".into();
     config.read_timeout = Some(Duration::from_secs(30));
@@ -57,7 +64,10 @@ impl Raw {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -66,9 +76,21 @@ impl Raw {
 }
 
 /// One HTTP/1.1 request with `Connection: close`, reading the whole answer.
-pub async fn raw(handle: &ServerHandle, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Raw {
-    let mut stream = TcpStream::connect(handle.addr()).await.unwrap_or_else(|error| panic!("connect: {error}"));
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n", handle.addr(), body.len());
+pub async fn raw(
+    handle: &ServerHandle,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Raw {
+    let mut stream = TcpStream::connect(handle.addr())
+        .await
+        .unwrap_or_else(|error| panic!("connect: {error}"));
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        handle.addr(),
+        body.len()
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -81,31 +103,52 @@ pub async fn raw(handle: &ServerHandle, method: &str, path: &str, headers: &[(&s
 }
 
 fn parse_response(answer: &[u8]) -> Raw {
-    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(answer.len());
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(answer.len());
     let head = String::from_utf8_lossy(&answer[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let mut body = answer.get(split + 4..).unwrap_or_default().to_vec();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     if chunked {
         body = dechunk(&body);
     }
-    Raw { status, headers, body }
+    Raw {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else { break };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16).unwrap_or(0);
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             break;
         }
         let start = line_end + 2;
-        let Some(chunk) = data.get(start..start + size) else { break };
+        let Some(chunk) = data.get(start..start + size) else {
+            break;
+        };
         out.extend_from_slice(chunk);
         data = data.get(start + size + 2..).unwrap_or_default();
     }
@@ -122,8 +165,12 @@ pub struct WatchLines {
 impl WatchLines {
     /// Opens `GET path` and reads the response head.
     pub async fn open(handle: &ServerHandle, path: &str, accept: Option<&str>) -> Self {
-        let mut stream = TcpStream::connect(handle.addr()).await.unwrap_or_else(|error| panic!("connect: {error}"));
-        let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+        let mut stream = TcpStream::connect(handle.addr())
+            .await
+            .unwrap_or_else(|error| panic!("connect: {error}"));
+        let accept = accept
+            .map(|a| format!("Accept: {a}\r\n"))
+            .unwrap_or_default();
         let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{accept}\r\n");
         let _ = stream.write_all(request.as_bytes()).await;
         let mut reader = BufReader::new(stream);
@@ -134,13 +181,21 @@ impl WatchLines {
                 break;
             }
             if status == 0 {
-                status = line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+                status = line
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
             }
             if line == "\r\n" {
                 break;
             }
         }
-        Self { reader, pending: Vec::new(), status }
+        Self {
+            reader,
+            pending: Vec::new(),
+            status,
+        }
     }
 
     /// The next event line as JSON, or None at the end of the stream / after `wait`.
@@ -153,7 +208,8 @@ impl WatchLines {
             }
             // Read one chunk: size line, data, CRLF.
             let mut size_line = String::new();
-            let read = tokio::time::timeout_at(deadline, self.reader.read_line(&mut size_line)).await;
+            let read =
+                tokio::time::timeout_at(deadline, self.reader.read_line(&mut size_line)).await;
             let Ok(Ok(count)) = read else { return None };
             if count == 0 {
                 return None;
@@ -163,7 +219,11 @@ impl WatchLines {
                 return None;
             }
             let mut chunk = vec![0; size + 2];
-            if tokio::time::timeout_at(deadline, self.reader.read_exact(&mut chunk)).await.ok()?.is_err() {
+            if tokio::time::timeout_at(deadline, self.reader.read_exact(&mut chunk))
+                .await
+                .ok()?
+                .is_err()
+            {
                 return None;
             }
             chunk.truncate(size);
@@ -191,7 +251,12 @@ pub struct Run {
 impl Kubectl {
     /// `None` (with a printed reason) when kubectl is not installed.
     pub fn new(handle: &ServerHandle) -> Option<Self> {
-        if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+        if Command::new("kubectl")
+            .arg("version")
+            .arg("--client")
+            .output()
+            .is_err()
+        {
             eprintln!("skipping: kubectl is not installed (scripts/install-deps.sh installs it)");
             return None;
         }
@@ -202,7 +267,8 @@ impl Kubectl {
         ));
         let _ = std::fs::create_dir_all(&dir);
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, handle.kubeconfig()).unwrap_or_else(|error| panic!("write kubeconfig: {error}"));
+        std::fs::write(&kubeconfig, handle.kubeconfig())
+            .unwrap_or_else(|error| panic!("write kubeconfig: {error}"));
         Some(Self { dir, kubeconfig })
     }
 
@@ -215,7 +281,9 @@ impl Kubectl {
 
     /// Runs kubectl with a fresh cache dir (blocking; call through `run`).
     pub fn command(&self, args: &[&str]) -> Command {
-        let cache = self.dir.join(format!("cache-{}", COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let cache = self
+            .dir
+            .join(format!("cache-{}", COUNTER.fetch_add(1, Ordering::Relaxed)));
         let mut command = Command::new("kubectl");
         command
             .env("KUBECONFIG", &self.kubeconfig)

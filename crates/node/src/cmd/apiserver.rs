@@ -40,7 +40,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if !args.no_crds {
         for crd in ironlb_api::crds() {
-            config.crds.push(serde_json::to_value(crd).context("cannot encode a metallb.io CRD")?);
+            config
+                .crds
+                .push(serde_json::to_value(crd).context("cannot encode a metallb.io CRD")?);
         }
     }
     if let Some(dir) = &args.crd_dir {
@@ -54,7 +56,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot write kubeconfig {}", path.display()))?;
         }
         println!("listening on {}", handle.addr());
-        tokio::signal::ctrl_c().await.context("cannot wait for ctrl-c")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for ctrl-c")?;
         handle.shutdown();
         Ok(ExitCode::SUCCESS)
     })
@@ -65,15 +69,21 @@ fn read_crd_dir(dir: &PathBuf) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        })
         .collect();
     paths.sort();
     for path in paths {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         for document in serde_yaml::Deserializer::from_str(&text) {
             let value: serde_json::Value = serde::Deserialize::deserialize(document)
                 .with_context(|| format!("cannot parse {}", path.display()))?;
-            if value.get("kind").and_then(serde_json::Value::as_str) == Some("CustomResourceDefinition") {
+            if value.get("kind").and_then(serde_json::Value::as_str)
+                == Some("CustomResourceDefinition")
+            {
                 crds.push(value);
             }
         }
