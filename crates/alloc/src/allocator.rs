@@ -150,7 +150,12 @@ pub struct PoolsChanged {
     pub released: Vec<(ServiceKey, Vec<IpAddr>)>,
     /// Services whose addresses now fall in another pool: `(service, old pool, new pool)`.
     pub remapped: Vec<(ServiceKey, PoolName, PoolName)>,
+    /// Pools beyond [`POOLS_MAX`] (the last by name), not installed.
+    pub ignored_pools: Vec<PoolName>,
 }
+
+/// The most pools one configuration may hold (a limit on everything: pool ids are 16 bits).
+pub const POOLS_MAX: usize = 65_535;
 
 /// One service's current allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,11 +277,12 @@ impl Allocator {
     /// (serviceAllocation, sharing), as MetalLB's controller does after `SetPools`.
     ///
     /// Pools must have unique names and no overlapping CIDRs (`ironlb-api` guarantees both);
-    /// a duplicate name keeps the first pool.
+    /// a duplicate name keeps the first pool, and pools beyond [`POOLS_MAX`] are ignored and
+    /// reported.
     pub fn set_pools(&mut self, pools: Vec<Pool>) -> PoolsChanged {
         let mut old: Vec<(Entry, PoolName)> = Vec::with_capacity(self.services.len());
         for (_, entry) in self.services.iter() {
-            let pool = self.pool_name(entry.pool).clone();
+            let pool = self.pool_name(u32::from(entry.pool)).clone();
             old.push((entry.clone(), pool));
         }
         old.sort_by(|a, b| a.0.name.cmp(&b.0.name));
@@ -288,9 +294,12 @@ impl Allocator {
             })
             .collect();
 
-        self.install_pools(pools);
+        let ignored_pools = self.install_pools(pools);
 
-        let mut changed = PoolsChanged::default();
+        let mut changed = PoolsChanged {
+            ignored_pools,
+            ..PoolsChanged::default()
+        };
         for ((entry, old_pool), (sharing, backend)) in old.into_iter().zip(old_keys) {
             let ips: Vec<IpAddr> = entry.ip_list().collect();
             match self.pool_index_for(&ips) {
@@ -309,9 +318,15 @@ impl Allocator {
         changed
     }
 
-    fn install_pools(&mut self, mut pools: Vec<Pool>) {
+    fn install_pools(&mut self, mut pools: Vec<Pool>) -> Vec<PoolName> {
         pools.sort_by(|a, b| a.name().cmp(b.name()));
         pools.dedup_by(|later, earlier| later.name() == earlier.name());
+        let ignored: Vec<PoolName> = pools
+            .iter()
+            .skip(POOLS_MAX)
+            .map(|pool| pool.name().clone())
+            .collect();
+        pools.truncate(POOLS_MAX);
         self.services.clear();
         self.ips.clear();
         self.shareable.clear();
@@ -363,6 +378,7 @@ impl Allocator {
             })
             .map(|i| u32::try_from(i).expect("fewer than 2^32 pools"))
             .collect();
+        ignored
     }
 
     /// The pools, by name.
@@ -425,7 +441,7 @@ impl Allocator {
     /// The pool a service's addresses come from, if it holds any.
     pub fn pool_of(&self, service: &ServiceKey) -> Option<&PoolName> {
         let id = self.services.find(&service.to_string())?;
-        Some(self.pool_name(self.services.get(id).pool))
+        Some(self.pool_name(u32::from(self.services.get(id).pool)))
     }
 
     /// A service's allocation, if any.
@@ -434,7 +450,7 @@ impl Allocator {
         let entry = self.services.get(id);
         Some(Assignment {
             ips: entry.ip_list().collect(),
-            pool: self.pool_name(entry.pool).clone(),
+            pool: self.pool_name(u32::from(entry.pool)).clone(),
         })
     }
 
@@ -447,7 +463,7 @@ impl Allocator {
                     entry.service_key(),
                     Assignment {
                         ips: entry.ip_list().collect(),
-                        pool: self.pool_name(entry.pool).clone(),
+                        pool: self.pool_name(u32::from(entry.pool)).clone(),
                     },
                 )
             })
@@ -638,7 +654,7 @@ impl Allocator {
         let key = self.keys.acquire(sharing, backend);
         let id = self.services.insert(Entry {
             name: Box::from(name),
-            pool,
+            pool: u16::try_from(pool).expect("at most POOLS_MAX pools"),
             key,
             ips: [ips.first().copied(), ips.get(1).copied()],
             ports,
@@ -701,7 +717,7 @@ impl Allocator {
                 }
             }
         }
-        let state = &mut self.pools[entry.pool as usize];
+        let state = &mut self.pools[usize::from(entry.pool)];
         state.services -= 1;
         self.keys.release(entry.key);
     }
@@ -912,7 +928,7 @@ impl Allocator {
                 service: request.service.clone(),
             })?;
         let entry = self.services.get(id);
-        let pool = entry.pool;
+        let pool = u32::from(entry.pool);
         let existing = match entry.ips {
             [Some(ip), None] => ip,
             [Some(ip), Some(_)] | [None, Some(ip)] => {
@@ -952,7 +968,7 @@ impl Allocator {
             }
             assert_eq!(
                 self.pool_index_for(&ips),
-                Some(entry.pool),
+                Some(u32::from(entry.pool)),
                 "{}: addresses inside its pool",
                 entry.name
             );
@@ -964,7 +980,7 @@ impl Allocator {
                     entry.name
                 );
             }
-            recount[entry.pool as usize].2 += 1;
+            recount[usize::from(entry.pool)].2 += 1;
             assert!(
                 entry.key == NO_SHARING || self.keys.holders(entry.key) > 0,
                 "key alive"

@@ -42,7 +42,7 @@ mod table;
 
 pub use allocator::{
     ip_confuses_buggy_firmwares, pool_capacity, pool_selects, Allocator, Assignment, Capacity,
-    PoolCounters, PoolsChanged,
+    PoolCounters, PoolsChanged, POOLS_MAX,
 };
 pub use converge::{ClearReason, ConvergeEvent, Converged};
 pub use error::AllocError;

@@ -27,8 +27,9 @@ pub(crate) const NO_SHARING: KeyId = 0;
 pub(crate) struct Entry {
     /// `namespace/name`.
     pub(crate) name: Box<str>,
-    /// Index of the pool in the allocator's pool list.
-    pub(crate) pool: u32,
+    /// Index of the pool in the allocator's pool list (at most [`crate::POOLS_MAX`] pools, so
+    /// 16 bits; it keeps the entry at 72 bytes).
+    pub(crate) pool: u16,
     pub(crate) key: KeyId,
     /// One or two addresses; the second slot is `None` for single-stack.
     pub(crate) ips: [Option<IpAddr>; 2],
@@ -54,10 +55,16 @@ pub(crate) fn name_to_key(name: &str) -> ServiceKey {
     }
 }
 
+/// Slots per slab chunk. Chunks are allocated whole, so a growing table wastes at most one
+/// chunk instead of half a doubled `Vec`.
+const CHUNK: usize = 1024;
+
 /// The services, by id and by name.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ServiceTable {
-    slots: Vec<Option<Entry>>,
+    /// Fixed-capacity chunks of `CHUNK` slots; id `i` lives in chunk `i / CHUNK`.
+    chunks: Vec<Vec<Option<Entry>>>,
+    slot_count: usize,
     vacant: Vec<ServiceId>,
     index: HashTable<ServiceId>,
     /// foldhash with a per-process random seed: fast, and the order of the table is never
@@ -84,9 +91,12 @@ impl ServiceTable {
 
     fn slot(&self, id: ServiceId) -> &Entry {
         // Invariant: ids handed out by `insert` point at occupied slots until `remove`.
-        self.slots[id as usize]
-            .as_ref()
-            .expect("service id points at an occupied slot")
+        slot_in(&self.chunks, id).expect("service id points at an occupied slot")
+    }
+
+    fn slot_mut(&mut self, id: ServiceId) -> &mut Option<Entry> {
+        let index = id as usize;
+        &mut self.chunks[index / CHUNK][index % CHUNK]
     }
 
     pub(crate) fn insert(&mut self, entry: Entry) -> ServiceId {
@@ -98,25 +108,30 @@ impl ServiceTable {
         let hash = self.hasher.hash_one(entry.name.as_ref());
         let id = match self.vacant.pop() {
             Some(id) => {
-                self.slots[id as usize] = Some(entry);
+                *self.slot_mut(id) = Some(entry);
                 id
             }
             None => {
-                let id = ServiceId::try_from(self.slots.len()).expect("fewer than 2^32 services");
-                self.slots.push(Some(entry));
+                let id = ServiceId::try_from(self.slot_count).expect("fewer than 2^32 services");
+                if self.slot_count.is_multiple_of(CHUNK) {
+                    self.chunks.push(Vec::with_capacity(CHUNK));
+                }
+                self.chunks
+                    .last_mut()
+                    .expect("a chunk with room exists")
+                    .push(Some(entry));
+                self.slot_count += 1;
                 id
             }
         };
         let Self {
-            slots,
+            chunks,
             index,
             hasher,
             ..
         } = self;
         index.insert_unique(hash, id, |&other| {
-            let name = slots[other as usize]
-                .as_ref()
-                .map_or("", |e| e.name.as_ref());
+            let name = slot_in(chunks, other).map_or("", |e| e.name.as_ref());
             hasher.hash_one(name)
         });
         self.len += 1;
@@ -131,7 +146,8 @@ impl ServiceTable {
             }
             Err(_) => panic!("service id {id} missing from the name index"),
         }
-        let entry = self.slots[id as usize]
+        let entry = self
+            .slot_mut(id)
             .take()
             .expect("service id points at an occupied slot");
         self.vacant.push(id);
@@ -141,18 +157,28 @@ impl ServiceTable {
 
     /// Every `(id, entry)`, in slab order (not a stable order: callers sort by name).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (ServiceId, &Entry)> {
-        self.slots.iter().enumerate().filter_map(|(id, slot)| {
-            slot.as_ref()
-                .map(|entry| (ServiceId::try_from(id).unwrap_or(ServiceId::MAX), entry))
-        })
+        self.chunks
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(id, slot)| {
+                slot.as_ref()
+                    .map(|entry| (ServiceId::try_from(id).unwrap_or(ServiceId::MAX), entry))
+            })
     }
 
     pub(crate) fn clear(&mut self) {
-        self.slots.clear();
+        self.chunks.clear();
+        self.slot_count = 0;
         self.vacant.clear();
         self.index.clear();
         self.len = 0;
     }
+}
+
+fn slot_in(chunks: &[Vec<Option<Entry>>], id: ServiceId) -> Option<&Entry> {
+    let index = id as usize;
+    chunks.get(index / CHUNK)?.get(index % CHUNK)?.as_ref()
 }
 
 /// Interned `(sharing key, backend key)` pairs with reference counts.
@@ -266,5 +292,67 @@ impl Keys {
 
     pub(crate) fn live(&self) -> usize {
         self.live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: usize) -> Entry {
+        Entry {
+            name: format!("ns/svc-{index}").into_boxed_str(),
+            pool: 0,
+            key: NO_SHARING,
+            ips: [None, None],
+            ports: Box::new([]),
+        }
+    }
+
+    #[test]
+    fn slab_across_chunks() {
+        let mut table = ServiceTable::default();
+        let count = 3 * CHUNK + 5;
+        let ids: Vec<ServiceId> = (0..count).map(|i| table.insert(entry(i))).collect();
+        assert_eq!(table.len(), count);
+        for (index, &id) in ids.iter().enumerate() {
+            assert_eq!(table.find(&format!("ns/svc-{index}")), Some(id));
+            assert_eq!(table.get(id).name.as_ref(), format!("ns/svc-{index}"));
+        }
+        for index in (0..count).step_by(3) {
+            let removed = table.remove(ids[index]);
+            assert_eq!(removed.name.as_ref(), format!("ns/svc-{index}"));
+            assert_eq!(table.find(&removed.name), None);
+        }
+        // Vacant ids are reused, and every live entry is found by id and by name.
+        let again = table.insert(entry(count));
+        assert!(ids.contains(&again));
+        let live: Vec<(ServiceId, String)> = table
+            .iter()
+            .map(|(id, entry)| (id, entry.name.to_string()))
+            .collect();
+        assert_eq!(live.len(), table.len());
+        for (id, name) in live {
+            assert_eq!(table.find(&name), Some(id));
+        }
+    }
+
+    #[test]
+    fn keys_are_reference_counted() {
+        let mut keys = Keys::default();
+        assert_eq!(keys.acquire("", "x"), NO_SHARING);
+        let first = keys.acquire("k", "");
+        let second = keys.acquire("k", "app=a");
+        assert_ne!(first, second);
+        assert_eq!(keys.acquire("k", ""), first);
+        assert_eq!(keys.get(second), ("k", "app=a"));
+        assert_eq!(keys.live(), 2);
+        keys.release(first);
+        assert_eq!(keys.find("k", ""), Some(first));
+        keys.release(first);
+        assert_eq!(keys.find("k", ""), None);
+        assert_eq!(keys.live(), 1);
+        keys.release(second);
+        assert_eq!(keys.live(), 0);
     }
 }
