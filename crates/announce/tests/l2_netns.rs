@@ -122,7 +122,7 @@ fn output(mut command: Command) -> String {
 /// MACs in `arping` reply lines ("60 bytes from MAC (IP): ...").
 fn arping_macs(topology: &Topology, ip: &str, count: u32) -> Vec<MacAddr> {
     let mut command = topology.command("c", "arping");
-    command.args(["-c", &count.to_string(), "-w", "3", "-I", "eth0", ip]);
+    command.args(["-c", &count.to_string(), "-w", "5", "-I", "eth0", ip]);
     let text = output(command);
     text.lines()
         .filter(|line| line.contains("bytes from"))
@@ -385,4 +385,51 @@ fn malformed_frames_do_not_disturb_the_responder() {
     assert_eq!(ndisc6_mac(&topology, VIP6), Some(macs[0]));
     // Broken frames addressed to the responder were seen and counted as drops (-v prints them).
     announcer.wait_for("dropped interface=eth0", Duration::from_secs(5));
+}
+
+#[test]
+fn a_new_interface_is_picked_up_and_announced() {
+    if skip() {
+        return;
+    }
+    let (mut topology, macs) = topology("ilb2e", &["n1"]);
+    let announcer = announce(
+        &topology,
+        "n1",
+        &["--interface", "eth0", "--interface", "eth1", "--ip", VIP4],
+        "eth0",
+    );
+    let mut capture = topology.command("c", "tcpdump");
+    capture.args(["-l", "-n", "-e", "-i", "eth0", "arp"]);
+    let capture = Background::spawn(capture);
+    capture.wait_for("listening on", Duration::from_secs(10));
+
+    // eth1 appears while the announcer runs: netlink tells it, it opens a responder and sends
+    // the takeover burst on the new interface.
+    let start = Instant::now();
+    let added = topology.connect("n1", "eth1").unwrap();
+    announcer.wait_for("interface up name=eth1", Duration::from_secs(10));
+    eprintln!(
+        "eth1 picked up {:?} after it was created and set up",
+        start.elapsed()
+    );
+    let added_text = added.to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !capture
+        .lines()
+        .iter()
+        .any(|l| l.starts_with_ts_and(&added_text) && l.contains(&format!("Reply {VIP4} is-at")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "gratuitous ARP on the new interface: {:#?}",
+            capture.lines()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut replies = arping_macs(&topology, VIP4, 1);
+    replies.sort();
+    let mut want = vec![macs[0], added];
+    want.sort();
+    assert_eq!(replies, want, "both selected interfaces answer");
 }
