@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use hashbrown::{DefaultHashBuilder, HashMap};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +37,10 @@ pub struct Allocator {
     /// Pools with `autoAssign` and no `serviceAllocation`, by name.
     unpinned_order: Vec<u32>,
     services: ServiceTable,
-    /// Every address in use → the services on it (all with the same sharing key).
-    ips: BTreeMap<IpAddr, Users>,
+    /// Every address in use → the services on it (all with the same sharing key). A hash map:
+    /// only point lookups are made (never iterated for a result), and its cost does not grow
+    /// with the number of addresses.
+    ips: HashMap<IpAddr, Users, DefaultHashBuilder>,
     /// `(sharing key, address)` for every address in use by services that allow sharing: the
     /// lowest address shareable with a key inside a CIDR is a range query.
     shareable: BTreeSet<(KeyId, IpAddr)>,
@@ -664,17 +667,18 @@ impl Allocator {
                 .cidr_for(ip)
                 .expect("an assigned address lies in a CIDR");
             assert_eq!(cidr.pool, pool, "an assigned address lies in its pool");
-            match self.ips.get_mut(&ip) {
-                Some(users) => {
+            match self.ips.entry(ip) {
+                hashbrown::hash_map::Entry::Occupied(mut users) => {
                     assert_ne!(key, NO_SHARING, "only sharing services share {ip}");
                     assert_eq!(
-                        self.services.get(users.first()).key,
+                        self.services.get(users.get().first()).key,
                         key,
                         "services on {ip} have one sharing key"
                     );
-                    *users = users.with(id);
+                    let more = users.get().with(id);
+                    users.insert(more);
                 }
-                None => {
+                hashbrown::hash_map::Entry::Vacant(vacant) => {
                     let state = &mut self.pools[pool as usize];
                     let space = &mut state.spaces[cidr.cidr as usize];
                     let offset = space.offset(ip).expect("checked by cidr_for");
@@ -683,7 +687,7 @@ impl Allocator {
                         IpAddr::V4(_) => state.assigned_ipv4 += 1,
                         IpAddr::V6(_) => state.assigned_ipv6 += 1,
                     }
-                    self.ips.insert(ip, Users::One(id));
+                    vacant.insert(Users::One(id));
                 }
             }
             if key != NO_SHARING {
@@ -696,11 +700,9 @@ impl Allocator {
     fn unassign(&mut self, id: ServiceId) {
         let entry = self.services.remove(id);
         for ip in entry.ip_list() {
-            let users = self.ips.get(&ip).expect("a held address is in use");
+            let users = self.ips.get_mut(&ip).expect("a held address is in use");
             match users.without(id) {
-                Some(rest) => {
-                    self.ips.insert(ip, rest);
-                }
+                Some(rest) => *users = rest,
                 None => {
                     self.ips.remove(&ip);
                     let cidr = self.cidr_for(ip).expect("a held address lies in a CIDR");
