@@ -27,6 +27,8 @@ enum Command {
     // Subcommands are added here, one line each, in alphabetical order.
     /// The in-memory Kubernetes API stand-in (demos and tests only, never production).
     Apiserver(cmd::apiserver::Args),
+    /// Keep one BGP session up and advertise prefixes until stopped (testing, interop).
+    BgpAnnounce(cmd::bgp_announce::Args),
     /// Offline tools for a set of metallb.io manifests.
     #[command(subcommand)]
     Config(cmd::config::Command),
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Apiserver(args) => cmd::apiserver::run(args),
+        Command::BgpAnnounce(args) => cmd::bgp_announce::run(args),
         Command::Config(command) => cmd::config::run(command),
     };
     match result {

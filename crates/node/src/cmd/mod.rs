@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
 pub(crate) mod apiserver;
+pub(crate) mod bgp_announce;
 pub(crate) mod config;
