@@ -359,6 +359,26 @@ impl Membership {
         self.transport.set_keyring(keyring);
     }
 
+    /// Adds members known to be alive without contacting them first: for restoring the view after a
+    /// restart, or for a simulation that starts from a converged cluster. They are probed like any
+    /// other member and declared down if they do not answer.
+    pub fn assume_alive(&mut self, now: Instant, members: Vec<MemberId>) {
+        if self.left {
+            return;
+        }
+        let members: Vec<Member<FocaId>> = members
+            .into_iter()
+            .filter(|id| id.name != self.me.name && !id.name.is_placeholder())
+            .map(|id| Member::alive(FocaId(id)))
+            .collect();
+        let backlog = self.swim.updates_backlog();
+        // Not broadcast: everyone is assumed to know these already.
+        let _ = self
+            .swim
+            .apply_many(members.into_iter(), false, &mut self.collector);
+        self.after_swim(now, true, backlog);
+    }
+
     /// Every member we know (not us), ordered by name.
     pub fn members(&self) -> Vec<MemberSnapshot> {
         let shared = self.shared.lock();
@@ -666,7 +686,7 @@ impl Membership {
     }
 
     /// Runs after every call into foca: sends, timers, events, and pushing news at once.
-    fn after_swim(&mut self, now: Instant, mut force_diff: bool, mut backlog_before: usize) {
+    fn after_swim(&mut self, now: Instant, mut force_diff: bool, _backlog_before: usize) {
         for _round in 0..ROUNDS_MAX {
             let sends = std::mem::take(&mut self.collector.sends);
             let timers = std::mem::take(&mut self.collector.timers);
@@ -731,12 +751,12 @@ impl Membership {
                     &mut self.collector,
                 );
             }
-            let backlog_now = self.swim.updates_backlog();
-            if !self.left && (news || backlog_now > backlog_before) {
-                // Push fresh news (suspicion, death, refutation) now instead of at the next tick.
+            if !self.left && news {
+                // Push urgent news (suspicion, death, leave, refutation seen) now instead of at the
+                // next gossip tick. Joins are not urgent: they ride the periodic gossip, which keeps
+                // a join storm from turning into a flood. (foca pushes its own refutations.)
                 let _ = self.swim.gossip(&mut self.collector);
             }
-            backlog_before = self.swim.updates_backlog();
             force_diff = false;
             if self.collector.sends.is_empty()
                 && self.collector.timers.is_empty()

@@ -139,6 +139,23 @@ impl SimNetwork {
         self.drain(addr);
     }
 
+    /// Tells every member that all the others are alive (a converged start for large simulations).
+    pub fn assume_converged(&mut self) {
+        let ids: Vec<MemberId> = self
+            .nodes
+            .values()
+            .map(|n| n.membership.local_id().clone())
+            .collect();
+        let addrs: Vec<SocketAddr> = self.nodes.keys().copied().collect();
+        let now = self.now;
+        for addr in addrs {
+            if let Some(node) = self.nodes.get_mut(&addr) {
+                node.membership.assume_alive(now, ids.clone());
+            }
+            self.drain(addr);
+        }
+    }
+
     /// Stops a member abruptly (kill -9): it neither sends nor receives any more.
     pub fn kill(&mut self, addr: SocketAddr) {
         if let Some(node) = self.nodes.get_mut(&addr) {

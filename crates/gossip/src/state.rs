@@ -59,6 +59,8 @@ pub(crate) struct Shared {
 }
 
 const OBSERVED_MAX: usize = 4096;
+/// Most state records kept (one per node name).
+pub(crate) const STATES_MAX: usize = 8192;
 /// Most lives remembered as departed.
 const DEPARTED_MAX: usize = 4096;
 
@@ -71,10 +73,10 @@ impl Shared {
         if !from_self && self.local.as_ref() == Some(&record.member.name) {
             return false;
         }
-        if let Some(existing) = self.states.get(&record.member.name) {
-            if existing.order() >= record.order() {
-                return false;
-            }
+        match self.states.get(&record.member.name) {
+            Some(existing) if existing.order() >= record.order() => return false,
+            None if self.states.len() >= STATES_MAX => return false,
+            _ => {}
         }
         self.changed.insert(record.member.name.clone());
         self.states.insert(record.member.name.clone(), record);

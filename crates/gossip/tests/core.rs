@@ -404,3 +404,33 @@ fn detection_holds_at_two_percent_loss_without_false_downs() {
         assert!(net.first_seen(*survivor, is_down_of(addrs[5])).is_some());
     }
 }
+
+#[test]
+fn a_cluster_started_converged_detects_a_death() {
+    // `assume_alive` (restoring a view) gives a working cluster without a join phase.
+    let mut net = SimNetwork::new(10);
+    let addrs: Vec<SocketAddr> = (0..30).map(sim_addr).collect();
+    for (index, addr) in addrs.iter().enumerate() {
+        net.add(config(), &name(index as u32), 1000, *addr, keyring());
+    }
+    net.assume_converged();
+    net.run_for(Duration::from_secs(2));
+    for addr in &addrs {
+        assert_eq!(net.member(*addr).unwrap().active_names().len(), 30);
+    }
+    let victim = addrs[17];
+    net.kill(victim);
+    net.run_for(Duration::from_secs(2));
+    for survivor in addrs.iter().filter(|a| **a != victim) {
+        assert!(
+            net.first_seen(*survivor, is_down_of(victim)).is_some(),
+            "{survivor}"
+        );
+    }
+    let wrong = net
+        .observations
+        .iter()
+        .filter(|o| matches!(&o.event, MemberEvent::Down(id) if id.addr != victim))
+        .count();
+    assert_eq!(wrong, 0);
+}

@@ -262,9 +262,11 @@ impl Cluster {
                     &format!("-encrypt={SERF_KEY_BASE64}"),
                     "-log-level=info",
                 ]);
+                // `-retry-join` rather than `-join`: an agent started before its seeds keeps trying.
                 for seed in &seeds {
-                    command.arg(format!("-join={seed}"));
+                    command.arg(format!("-retry-join={seed}"));
                 }
+                command.arg("-retry-interval=1s");
             }
         }
         command
@@ -577,11 +579,13 @@ fn simulated_bytes_per_second(members: usize) -> f64 {
             Keyring::new(&secret).unwrap_or_else(|e| panic!("{e}")),
         );
     }
+    // Start converged (a 1,000-member join storm costs minutes of CPU to simulate), then let the
+    // initial state broadcasts die out before measuring the steady state.
+    net.assume_converged();
     for addr in &addrs {
         net.input(*addr, Input::Join(addrs.iter().take(3).copied().collect()));
     }
-    // Join and settle (everyone's join is news that must reach everyone), then measure steady state.
-    net.run_for(Duration::from_secs(30));
+    net.run_for(Duration::from_secs(10));
     let joined = addrs
         .iter()
         .filter(|a| net.member(**a).map(|m| m.active_names().len()) == Some(members))
@@ -598,6 +602,20 @@ fn simulated_bytes_per_second(members: usize) -> f64 {
         eprintln!("simulation: only {joined}/{members} members saw the whole cluster");
     }
     total as f64 / members as f64 / window.as_secs_f64()
+}
+
+fn print_kill_row(name: &str, size: usize, result: &KillResult) {
+    println!(
+        "row kill: {name} members {size} kills {} first_p50_ms {:.0} first_p99_ms {:.0} last_p50_ms {:.0} last_p99_ms {:.0} last_max_ms {:.0} missed {} last_all_ms {:?}",
+        result.last_ms.len(),
+        percentile(&result.first_ms, 0.5),
+        percentile(&result.first_ms, 0.99),
+        percentile(&result.last_ms, 0.5),
+        percentile(&result.last_ms, 0.99),
+        percentile(&result.last_ms, 1.0),
+        result.missed,
+        result.last_ms.iter().map(|v| v.round() as i64).collect::<Vec<_>>()
+    );
 }
 
 fn main() {
@@ -651,10 +669,15 @@ fn main() {
             }
             eprintln!("  healthy {}s", options.healthy_secs);
             let result = measure_healthy(&mut cluster, options.healthy_secs);
+            println!(
+                "row healthy: members {size} loss {loss}% secs {} false_downs {} suspicions {} bytes_per_s_per_member {:.0}",
+                options.healthy_secs, result.false_downs, result.suspicions, result.bytes_per_member_per_sec
+            );
             healthy_rows.push((size, loss, result));
             if loss == 0.0 {
                 eprintln!("  {} kills", options.kills);
                 let result = measure_kills(&mut cluster, options.kills, Duration::from_secs(10));
+                print_kill_row("ironlb", size, &result);
                 kill_rows.push(("ironlb".into(), size, result));
             }
             cluster.stop();
@@ -672,11 +695,16 @@ fn main() {
                 return;
             }
         }
-        if !cluster.pump(Duration::from_secs(60), |_, _, _, _| {}, Cluster::converged) {
+        if !cluster.pump(
+            Duration::from_secs(120),
+            |_, _, _, _| {},
+            Cluster::converged,
+        ) {
             eprintln!("serf {size}: did not converge");
         }
         eprintln!("  {} kills", options.serf_kills);
-        let result = measure_kills(&mut cluster, options.serf_kills, Duration::from_secs(60));
+        let result = measure_kills(&mut cluster, options.serf_kills, Duration::from_secs(30));
+        print_kill_row("serf", size, &result);
         kill_rows.push(("serf".into(), size, result));
         cluster.stop();
     }
@@ -688,7 +716,13 @@ fn main() {
             continue;
         }
         eprintln!("simulating {members} members");
-        sim_rows.push((members, simulated_bytes_per_second(members)));
+        let started = Instant::now();
+        let rate = simulated_bytes_per_second(members);
+        println!(
+            "row sim: members {members} bytes_per_s_per_member {rate:.0} (simulated in {:.0?})",
+            started.elapsed()
+        );
+        sim_rows.push((members, rate));
     }
 
     println!("\n== kill -9 → marked Down (ms), encrypted, network namespaces");
