@@ -2,7 +2,9 @@
 //! resourceVersion counter and a bounded watch history (reference §6.1, §6.8).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use serde_json::{json, Value};
 
@@ -39,6 +41,8 @@ pub(crate) struct HistoryEvent {
     pub(crate) object: Arc<Value>,
     /// The object before the write, if any (for selector transitions).
     pub(crate) previous: Option<Arc<Value>>,
+    /// The event line in the stored form, serialised once for every watcher that wants it.
+    pub(crate) line: OnceLock<Bytes>,
 }
 
 /// `(namespace, name)`; namespace empty for cluster-scoped objects.
@@ -150,6 +154,7 @@ impl State {
             event_type,
             object: object.clone(),
             previous,
+            line: OnceLock::new(),
         });
         object
     }
@@ -178,6 +183,7 @@ impl State {
             event_type: EventType::Deleted,
             object: last.clone(),
             previous: Some(previous),
+            line: OnceLock::new(),
         });
         self.deletions_since_gc = true;
         Some(last)

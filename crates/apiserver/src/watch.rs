@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::api::{to_view, Core, Params, Target};
 use crate::error::ApiError;
 use crate::fields::Selectors;
+use crate::registry::Strategy;
 use crate::store::{EventType, HistoryEvent};
 use crate::table::{partial_metadata, table};
 
@@ -96,6 +97,7 @@ impl Watch {
         let mut rv_rx = self.core.rv_tx.subscribe();
         let mut close_rx = self.core.close_tx.subscribe();
         enum Start {
+            Pending(u64, Vec<Arc<HistoryEvent>>),
             Lines(u64, Vec<Bytes>),
             Expired(Value),
         }
@@ -103,7 +105,7 @@ impl Watch {
             let state = self.core.lock();
             match requested.filter(|_| !initial_events) {
                 Some(rv) => match state.events_after(rv) {
-                    Ok(events) => Start::Lines(rv.max(state.rv), self.render_events(&events)),
+                    Ok(events) => Start::Pending(rv.max(state.rv), events),
                     Err(oldest) => Start::Expired(ApiError::expired(rv, oldest).status()),
                 },
                 None => {
@@ -123,6 +125,7 @@ impl Watch {
             }
         };
         let (mut last_rv, initial) = match start {
+            Start::Pending(rv, events) => (rv, self.render_events(&events)),
             Start::Lines(rv, lines) => (rv, lines),
             Start::Expired(status) => {
                 let _ = self.tx.send(line("ERROR", status)).await;
@@ -148,10 +151,12 @@ impl Watch {
                     if changed.is_err() {
                         return;
                     }
+                    // Only collect under the lock; render outside it.
                     let next = {
                         let state = self.core.lock();
-                        state.events_after(last_rv).map(|events| (self.render_events(&events), state.rv)).map_err(|oldest| (oldest, state.rv))
+                        state.events_after(last_rv).map(|events| (events, state.rv)).map_err(|oldest| (oldest, state.rv))
                     };
+                    let next = next.map(|(events, rv)| (self.render_events(&events), rv));
                     match next {
                         Ok((lines, rv)) => {
                             for item in lines {
@@ -214,6 +219,19 @@ impl Watch {
                 (EventType::Deleted, _, true) => EventType::Deleted,
                 _ => continue,
             };
+            let cacheable = self.format == Format::Json
+                && event_type == event.event_type
+                && info.strategy != Strategy::EventsV1
+                && event.object.get("apiVersion").and_then(Value::as_str)
+                    == Some(info.api_version().as_str());
+            if cacheable {
+                // Every watcher of the stored form sends the same bytes: serialise once.
+                let cached = event
+                    .line
+                    .get_or_init(|| line(event_type.as_str(), (*event.object).clone()));
+                lines.push(cached.clone());
+                continue;
+            }
             let object =
                 if event.event_type == EventType::Modified && event_type == EventType::Deleted {
                     // The last matching state, with the event's RV.

@@ -1,0 +1,318 @@
+//! Throughput and latency of the stand-in: create / patch-status / get of 10,000 Services with
+//! 100 concurrent watchers, watch delivery latency, and memory per stored object.
+//!
+//! Run: `cargo bench -p ironlb-apiserver --bench throughput` (prints figures; no assertions).
+//! Environment: `BENCH_OBJECTS` (default 10000), `BENCH_WATCHERS` (100), `BENCH_CLIENTS` (16).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ironlb_apiserver::{Config, Server, ServerHandle};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A keep-alive HTTP/1.1 connection for JSON requests.
+struct Connection {
+    reader: BufReader<TcpStream>,
+}
+
+impl Connection {
+    async fn open(handle: &ServerHandle) -> Self {
+        let stream = TcpStream::connect(handle.addr())
+            .await
+            .unwrap_or_else(|error| panic!("connect: {error}"));
+        let _ = stream.set_nodelay(true);
+        Self {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n", body.len());
+        let stream = self.reader.get_mut();
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(body).await;
+        let mut status = 0;
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return (0, Vec::new());
+            }
+            if status == 0 {
+                status = line
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+            } else if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        let _ = self.reader.read_exact(&mut body).await;
+        (status, body)
+    }
+}
+
+fn micros_since(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[u64], fraction: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Reads a watch stream, recording `now - sent` for every event carrying `bench/sent-us`.
+async fn watcher(
+    handle: &ServerHandle,
+    origin: Instant,
+    latencies: Arc<std::sync::Mutex<Vec<u64>>>,
+    received: Arc<AtomicU64>,
+) {
+    let mut stream = TcpStream::connect(handle.addr())
+        .await
+        .unwrap_or_else(|error| panic!("connect: {error}"));
+    let request = "GET /api/v1/namespaces/bench/services?watch=true&resourceVersion=0 HTTP/1.1\r\nHost: bench\r\n\r\n";
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut reader = BufReader::new(stream);
+    let mut local = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Chunked framing: every event is one chunk ending in a newline; scanning lines works
+        // because chunk-size lines never contain the marker.
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let Some(position) = find(&line, b"\"bench/sent-us\":\"") else {
+            continue;
+        };
+        let digits: String = line[position + 17..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .map(|b| char::from(*b))
+            .collect();
+        if let Ok(sent) = digits.parse::<u64>() {
+            local.push(micros_since(origin).saturating_sub(sent));
+            received.fetch_add(1, Ordering::Relaxed);
+        }
+        if local.len() >= 1024 {
+            latencies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .append(&mut local);
+        }
+    }
+    latencies
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .append(&mut local);
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+struct Phase {
+    name: &'static str,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+    errors: usize,
+}
+
+async fn run_phase<F>(
+    name: &'static str,
+    handle: &ServerHandle,
+    objects: usize,
+    clients: usize,
+    origin: Instant,
+    make: F,
+) -> Phase
+where
+    F: Fn(usize, u64) -> (&'static str, String, &'static str, Vec<u8>) + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let mut connection = Connection::open(handle).await;
+        let make = make.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            loop {
+                let index =
+                    usize::try_from(next.fetch_add(1, Ordering::Relaxed)).unwrap_or(usize::MAX);
+                if index >= objects {
+                    break;
+                }
+                let (method, path, content_type, body) = make(index, micros_since(origin));
+                let sent = Instant::now();
+                let (status, _) = connection.request(method, &path, content_type, &body).await;
+                latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+                if !(200..300).contains(&status) {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        if let Ok((mut latencies, task_errors)) = task.await {
+            latencies_us.append(&mut latencies);
+            errors += task_errors;
+        }
+    }
+    latencies_us.sort_unstable();
+    Phase {
+        name,
+        elapsed: started.elapsed(),
+        latencies_us,
+        errors,
+    }
+}
+
+fn report(phase: &Phase, objects: usize) {
+    let rate = objects as f64 / phase.elapsed.as_secs_f64();
+    println!(
+        "{:<13} {:>8.0} req/s   latency p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms   errors {}",
+        phase.name,
+        rate,
+        percentile(&phase.latencies_us, 0.50) as f64 / 1000.0,
+        percentile(&phase.latencies_us, 0.99) as f64 / 1000.0,
+        phase.latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0,
+        phase.errors
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let objects = env_usize("BENCH_OBJECTS", 10_000);
+    let watchers = env_usize("BENCH_WATCHERS", 100);
+    let clients = env_usize("BENCH_CLIENTS", 16);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|error| panic!("runtime: {error}"));
+    runtime.block_on(async move {
+        let baseline_kib = rss_kib();
+        let config = Config { history_events: objects * 3, ..Config::default() };
+        let handle = Server::start(config).await.unwrap_or_else(|error| panic!("start: {error}"));
+        let mut setup = Connection::open(&handle).await;
+        let (status, _) = setup.request("POST", "/api/v1/namespaces", "application/json", br#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"bench"}}"#).await;
+        assert_eq!(status, 201, "namespace");
+        let started_kib = rss_kib();
+        let origin = Instant::now();
+        let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let received = Arc::new(AtomicU64::new(0));
+        let handle = Arc::new(handle);
+        let mut watch_tasks = Vec::new();
+        for _ in 0..watchers {
+            let handle = handle.clone();
+            let latencies = latencies.clone();
+            let received = received.clone();
+            watch_tasks.push(tokio::spawn(async move { watcher(&handle, origin, latencies, received).await }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        println!("ironlb-apiserver bench: {objects} Services, {watchers} watchers, {clients} client connections, {} CPUs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+
+        let create = run_phase("create", &handle, objects, clients, origin, |index, now_us| {
+            let body = format!(
+                r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"svc-{index}","labels":{{"app":"bench"}},"annotations":{{"bench/sent-us":"{now_us}"}}}},"spec":{{"ports":[{{"port":80,"targetPort":8080}}],"selector":{{"app":"bench"}}}}}}"#
+            );
+            ("POST", "/api/v1/namespaces/bench/services".to_string(), "application/json", body.into_bytes())
+        })
+        .await;
+        report(&create, objects);
+        let create_deliveries = { std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner())) };
+
+        let patch = run_phase("patch-status", &handle, objects, clients, origin, |index, now_us| {
+            let body = format!(
+                r#"{{"metadata":{{"annotations":{{"bench/sent-us":"{now_us}"}}}},"status":{{"loadBalancer":{{"ingress":[{{"ip":"192.0.2.{}"}}]}}}}}}"#,
+                index % 250 + 1
+            );
+            ("PATCH", format!("/api/v1/namespaces/bench/services/svc-{index}/status"), "application/merge-patch+json", body.into_bytes())
+        })
+        .await;
+        report(&patch, objects);
+
+        let get = run_phase("get", &handle, objects, clients, origin, |index, _| ("GET", format!("/api/v1/namespaces/bench/services/svc-{index}"), "application/json", Vec::new())).await;
+        report(&get, objects);
+
+        // Let the watchers drain, then summarise delivery latency.
+        let expected = u64::try_from(objects * 2 * watchers).unwrap_or(u64::MAX);
+        let drain_started = Instant::now();
+        while received.load(Ordering::Relaxed) < expected && drain_started.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut patch_deliveries = { std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner())) };
+        let mut all = create_deliveries;
+        all.append(&mut patch_deliveries);
+        all.sort_unstable();
+        println!(
+            "watch delivery ({} events to {} watchers): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            received.load(Ordering::Relaxed),
+            watchers,
+            percentile(&all, 0.50) as f64 / 1000.0,
+            percentile(&all, 0.99) as f64 / 1000.0,
+            all.last().copied().unwrap_or(0) as f64 / 1000.0
+        );
+        let writes = (2 * objects) as f64 / (create.elapsed + patch.elapsed).as_secs_f64();
+        println!("writes overall: {writes:.0} /s (create + patch-status)");
+
+        handle.close_watches();
+        for task in watch_tasks {
+            let _ = task.await;
+        }
+        handle.compact();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let loaded_kib = rss_kib();
+        let per_object = (loaded_kib.saturating_sub(started_kib) as f64 * 1024.0) / objects as f64;
+        println!(
+            "memory: RSS {baseline_kib} KiB at start, {started_kib} KiB serving, {loaded_kib} KiB with {} objects (history compacted): {per_object:.0} bytes per Service",
+            handle.object_count()
+        );
+    });
+}
