@@ -25,6 +25,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     // Subcommands are added here, one line each, in alphabetical order.
+    /// Answer ARP/NDP for IPs on interfaces and send gratuitous ARP / NA (troubleshooting).
+    Announce(cmd::announce::Args),
     /// The in-memory Kubernetes API stand-in (demos and tests only, never production).
     Apiserver(cmd::apiserver::Args),
     /// Keep one BGP session up and advertise prefixes until stopped (testing, interop).
@@ -37,6 +39,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Announce(args) => cmd::announce::run(args),
         Command::Apiserver(args) => cmd::apiserver::run(args),
         Command::BgpAnnounce(args) => cmd::bgp_announce::run(args),
         Command::Config(command) => cmd::config::run(command),

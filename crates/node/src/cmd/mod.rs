@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod announce;
 pub(crate) mod apiserver;
 pub(crate) mod bgp_announce;
 pub(crate) mod config;
