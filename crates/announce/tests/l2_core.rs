@@ -644,3 +644,65 @@ fn exclude_list_is_overridable() {
     assert!(!none.is_excluded("veth0"));
     assert!(ExcludeList::new(&["(unclosed"]).is_err());
 }
+
+#[test]
+fn announce_tool_arguments() {
+    use ironlb_announce::l2::tool::{parse_args, ToolError};
+    let args = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let options = parse_args(args(
+        "--interface eth0 -i eth1 --ip 10.0.0.1 --ip fd00::1 -v",
+    ))
+    .unwrap();
+    assert_eq!(options.interfaces, vec!["eth0", "eth1"]);
+    assert_eq!(options.ips.len(), 2);
+    assert!(options.verbose);
+    assert_eq!(options.excludes, None, "MetalLB's default excludes");
+    let options = parse_args(args("--interface eth0 --ip 10.0.0.1 --exclude ^eth9$")).unwrap();
+    assert_eq!(options.excludes, Some(vec!["^eth9$".to_owned()]));
+    let options = parse_args(args("--interface eth0 --ip 10.0.0.1 --no-default-excludes")).unwrap();
+    assert_eq!(options.excludes, Some(vec![]));
+    assert!(matches!(
+        parse_args(args("--interface eth0")),
+        Err(ToolError::Missing)
+    ));
+    assert!(matches!(
+        parse_args(args("--interface eth0 --ip nope")),
+        Err(ToolError::BadIp { .. })
+    ));
+    assert!(matches!(
+        parse_args(args("--interface eth0 --ip 10.0.0.1 --bogus")),
+        Err(ToolError::Usage(_))
+    ));
+    assert!(matches!(
+        parse_args(args("--interface")),
+        Err(ToolError::Usage(_))
+    ));
+}
+
+#[test]
+fn metrics_are_registered_with_metallb_names() {
+    use ironlb_announce::l2::metrics::L2Metrics;
+    let metrics = L2Metrics::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    L2Metrics::ip(&metrics.requests_received, IpAddr::V4(VIP4)).inc();
+    L2Metrics::ip(&metrics.gratuitous_sent, IpAddr::V6(VIP6)).inc();
+    L2Metrics::ip(&metrics.responses_sent, IpAddr::V4(VIP4)).inc();
+    L2Metrics::ip(&metrics.duplicate_answers, IpAddr::V4(VIP4)).inc();
+    metrics.dropped("truncated");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for needle in [
+        "metallb_layer2_requests_received_total{ip=\"10.0.0.100\"} 1",
+        "metallb_layer2_gratuitous_sent_total{ip=\"fd00::100\"} 1",
+        "# TYPE metallb_layer2_responses_sent counter",
+        "# TYPE ironlb_layer2_duplicate_answers counter",
+        "ironlb_layer2_frames_dropped_total{reason=\"truncated\"} 1",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+}

@@ -52,6 +52,9 @@ pub enum ToolError {
     /// The driver stopped.
     #[error(transparent)]
     Driver(#[from] DriverError),
+    /// The driver task panicked or was cancelled.
+    #[error("layer 2 driver task failed: {0}")]
+    DriverTask(String),
 }
 
 /// Parses `--interface IF --ip IP [--ip IP…] [--exclude REGEX…] [--no-default-excludes] [-v]`.
@@ -148,13 +151,6 @@ pub async fn run(
     );
     let selection =
         InterfaceSelection::Only(options.interfaces.iter().cloned().collect::<BTreeSet<_>>());
-    for ip in &options.ips {
-        // The queue holds DRIVER_COMMANDS_MAX commands; a longer --ip list waits for the driver.
-        let _ = command_tx.try_send(Command::Announce {
-            ip: *ip,
-            selection: selection.clone(),
-        });
-    }
     let ips: Vec<String> = options.ips.iter().map(ToString::to_string).collect();
     println!(
         "announcing ips={} interfaces={}",
@@ -162,6 +158,16 @@ pub async fn run(
         options.interfaces.join(",")
     );
     let driver = tokio::spawn(driver.run(command_rx));
+    for ip in &options.ips {
+        // The driver runs already, so a list longer than the queue waits for it here.
+        let command = Command::Announce {
+            ip: *ip,
+            selection: selection.clone(),
+        };
+        if command_tx.send(command).await.is_err() {
+            break;
+        }
+    }
     tokio::pin!(shutdown);
     let mut driver = driver;
     loop {
@@ -173,7 +179,7 @@ pub async fn run(
             result = &mut driver => {
                 return match result {
                     Ok(result) => result.map_err(ToolError::from),
-                    Err(join) => Err(ToolError::Usage(format!("driver task failed: {join}"))),
+                    Err(join) => Err(ToolError::DriverTask(join.to_string())),
                 };
             }
             () = &mut shutdown => break,
