@@ -433,3 +433,34 @@ fn a_new_interface_is_picked_up_and_announced() {
     want.sort();
     assert_eq!(replies, want, "both selected interfaces answer");
 }
+
+#[test]
+fn split_brain_is_reported_as_duplicate_answers() {
+    if skip() {
+        return;
+    }
+    let (topology, macs) = topology("ilb2f", &["n1", "n2"]);
+    let first = announce(
+        &topology,
+        "n1",
+        &["--interface", "eth0", "--ip", VIP4, "--ip", VIP6],
+        "eth0",
+    );
+    let second = announce(
+        &topology,
+        "n2",
+        &["--interface", "eth0", "--ip", VIP4, "--ip", VIP6],
+        "eth0",
+    );
+    // Each side sees the other's gratuitous ARP / unsolicited NA for the same IPs.
+    for ip in [VIP4, VIP6] {
+        first.wait_for(
+            &format!("duplicate answer ip={ip} mac={}", macs[1]),
+            Duration::from_secs(10),
+        );
+        second.wait_for(
+            &format!("duplicate answer ip={ip} mac={}", macs[0]),
+            Duration::from_secs(10),
+        );
+    }
+}
