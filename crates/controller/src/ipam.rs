@@ -35,7 +35,9 @@ fn alloc_key(key: &ServiceKey) -> ironlb_alloc::ServiceKey {
 }
 
 fn request(view: &ServiceView) -> Result<Request, String> {
-    crate::request::from_service(&view.object).map_err(|error| error.to_string())
+    ironlb_api::service::service_request(&view.object)
+        .map(|read| read.request)
+        .map_err(|error| error.to_string())
 }
 
 impl Ipam for AllocatorIpam {

@@ -43,7 +43,6 @@ pub mod http;
 pub mod ipam;
 pub mod metrics;
 pub mod publish;
-pub mod request;
 pub mod run;
 pub mod view;
 

@@ -1,0 +1,329 @@
+//! Scale benchmark: 10,000 LoadBalancer Services across 20 pools against the API stand-in.
+//!
+//! Prints the cold-start time (controller start → every Service has an IP), the restart
+//! re-convergence time (start → `/readyz`, with every Service already assigned) with the number
+//! of IPs that changed and of status writes, API requests per Service, and the controller's
+//! peak RSS. The controller runs in a child process (this same binary, re-executed) so its RSS
+//! is its own.
+//!
+//! `cargo bench -p ironlb-controller --bench controller_scale` (`IRONLB_BENCH_SERVICES` and
+//! `IRONLB_BENCH_POOLS` change the sizes).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ironlb_apiserver::{Server, ServerHandle};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use serde_json::json;
+
+const CHILD_ENV: &str = "IRONLB_BENCH_CONTROLLER_KUBECONFIG";
+const NAMESPACE: &str = "bench";
+const CREATES_IN_FLIGHT: usize = 32;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        runtime.block_on(child(path));
+        return;
+    }
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing special: only run
+    // the full benchmark when asked to.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("controller_scale: run with `cargo bench` to measure");
+        return;
+    }
+    runtime.block_on(parent());
+}
+
+async fn client_for(kubeconfig: &str) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kube config");
+    Client::try_from(config).expect("client")
+}
+
+/// The controller process: prints its health address, then runs until killed.
+async fn child(kubeconfig_path: String) {
+    let text = std::fs::read_to_string(&kubeconfig_path).expect("kubeconfig file");
+    let client = client_for(&text).await;
+    let options = ironlb_controller::Options {
+        health_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..ironlb_controller::Options::default()
+    };
+    let mut running = ironlb_controller::start(client, options)
+        .await
+        .expect("controller starts");
+    println!("health {}", running.health_addr().expect("health address"));
+    running.wait().await;
+}
+
+struct ControllerProcess {
+    child: Child,
+    health: SocketAddr,
+}
+
+impl ControllerProcess {
+    fn spawn(kubeconfig_path: &str) -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("current exe"))
+            .env(CHILD_ENV, kubeconfig_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn controller");
+        let stdout = child.stdout.take().expect("child stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("health line");
+        let health = line
+            .trim()
+            .strip_prefix("health ")
+            .and_then(|a| a.parse().ok())
+            .expect("health address");
+        Self { child, health }
+    }
+
+    /// Peak resident set size (VmHWM) in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    async fn ready(&self) -> bool {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(self.health).await else {
+            return false;
+        };
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let request = "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response).await;
+        response.starts_with("HTTP/1.1 200")
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ingress(service: &Service) -> Vec<String> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|i| i.iter().filter_map(|e| e.ip.clone()).collect())
+        .unwrap_or_default()
+}
+
+async fn snapshot(services: &Api<Service>) -> BTreeMap<String, Vec<String>> {
+    let list = services
+        .list(&ListParams::default())
+        .await
+        .expect("list services");
+    list.items
+        .iter()
+        .map(|s| (s.metadata.name.clone().unwrap_or_default(), ingress(s)))
+        .collect()
+}
+
+/// Requests made by the controller: everything except this harness's namespaced lists.
+fn controller_requests(server: &ServerHandle) -> usize {
+    let own = format!("/api/v1/namespaces/{NAMESPACE}/services");
+    server
+        .request_log()
+        .iter()
+        .filter(|r| !(r.method == "GET" && r.path == own))
+        .count()
+}
+
+fn status_writes(server: &ServerHandle) -> usize {
+    server
+        .request_log()
+        .iter()
+        .filter(|r| {
+            r.method == "PATCH" && r.path.ends_with("/status") && r.path.contains("/services/")
+        })
+        .count()
+}
+
+async fn parent() {
+    let services_total = env_usize("IRONLB_BENCH_SERVICES", 10_000);
+    let pools_total = env_usize("IRONLB_BENCH_POOLS", 20);
+    let crds = ironlb_api::crds()
+        .into_iter()
+        .map(|crd| serde_json::to_value(crd).expect("crd json"))
+        .collect();
+    let server = Server::start(ironlb_apiserver::Config {
+        crds,
+        history_events: 100_000,
+        ..ironlb_apiserver::Config::default()
+    })
+    .await
+    .expect("stand-in");
+    let kubeconfig_path =
+        std::env::temp_dir().join(format!("ironlb-bench-{}.kubeconfig", std::process::id()));
+    std::fs::write(&kubeconfig_path, server.kubeconfig()).expect("write kubeconfig");
+    let kubeconfig_path = kubeconfig_path.to_string_lossy().into_owned();
+    let client = client_for(&server.kubeconfig()).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in ["metallb-system", NAMESPACE] {
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+            )
+            .await
+            .expect("namespace");
+    }
+    let pools: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "metallb-system",
+        &ironlb_controller::publish::ip_address_pool_resource(),
+    );
+    // Each pool is a /22: 1,024 addresses, 20,480 in all for 10,000 services.
+    for index in 0..pools_total {
+        let object: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": {"name": format!("pool-{index:02}"), "namespace": "metallb-system"},
+            "spec": {"addresses": [format!("10.{}.{}.0/22", 100 + index / 64, (index % 64) * 4)]},
+        }))
+        .expect("pool");
+        pools
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create pool");
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
+    let started = Instant::now();
+    futures::stream::iter(0..services_total)
+        .map(|index| {
+            let services = services.clone();
+            async move {
+                let mut body = json!({
+                    "metadata": {"name": format!("svc-{index:05}")},
+                    "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
+                });
+                // A third of the services pin a pool, the rest are spread automatically.
+                if index % 3 == 0 {
+                    body["metadata"]["annotations"] =
+                        json!({"metallb.io/address-pool": format!("pool-{:02}", index % pools_total)});
+                }
+                let service: Service = serde_json::from_value(body).expect("service");
+                services
+                    .create(&PostParams::default(), &service)
+                    .await
+                    .expect("create service");
+            }
+        })
+        .buffer_unordered(CREATES_IN_FLIGHT)
+        .collect::<Vec<()>>()
+        .await;
+    println!(
+        "setup: {services_total} services across {pools_total} pools created in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Cold start.
+    server.clear_request_log();
+    let started = Instant::now();
+    let controller = ControllerProcess::spawn(&kubeconfig_path);
+    loop {
+        let snap = snapshot(&services).await;
+        if snap.len() == services_total && snap.values().all(|ips| !ips.is_empty()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "cold start did not converge"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cold = started.elapsed();
+    // Let trailing writes (pool status, events) finish before counting requests.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cold_requests = controller_requests(&server);
+    let cold_writes = status_writes(&server);
+    let cold_rss_kib = controller.peak_rss_kib();
+    let before = snapshot(&services).await;
+    controller.kill();
+
+    // Restart.
+    server.clear_request_log();
+    let started = Instant::now();
+    let controller = ControllerProcess::spawn(&kubeconfig_path);
+    while !controller.ready().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "restart did not converge"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restart = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = snapshot(&services).await;
+    let changed = before
+        .iter()
+        .filter(|(name, ips)| after.get(*name) != Some(*ips))
+        .count();
+    let restart_requests = controller_requests(&server);
+    let restart_writes = status_writes(&server);
+    let restart_rss_kib = controller.peak_rss_kib();
+    controller.kill();
+    let _ = std::fs::remove_file(&kubeconfig_path);
+
+    let per_service = |requests: usize| requests as f64 / services_total as f64;
+    println!(
+        "cold start: {:.2} s until all {services_total} services had an IP (target ≤ 10 s)",
+        cold.as_secs_f64()
+    );
+    println!(
+        "cold start: {cold_requests} API requests ({:.2} per service), {cold_writes} status writes",
+        per_service(cold_requests)
+    );
+    println!(
+        "cold start: controller peak RSS {:.1} MiB (target ≤ 64 MiB)",
+        cold_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "restart: {:.2} s until ready (target ≤ 5 s)",
+        restart.as_secs_f64()
+    );
+    println!("restart: {changed} IPs changed (must be 0), {restart_writes} status writes");
+    println!(
+        "restart: {restart_requests} API requests ({:.2} per service)",
+        per_service(restart_requests)
+    );
+    println!(
+        "restart: controller peak RSS {:.1} MiB",
+        restart_rss_kib as f64 / 1024.0
+    );
+}
