@@ -143,6 +143,9 @@ impl ParsedPool {
 
 struct ParsedBgpAdvertisement {
     advertisement: BgpAdvertisement,
+    /// `spec.nodeSelectors` as written (empty = every node), for the node-overlap rule when
+    /// no Node objects are known.
+    node_selectors: Vec<Selector>,
 }
 
 struct Parser<'a> {
@@ -1350,6 +1353,7 @@ impl<'a> Parser<'a> {
             service_selectors.sort();
             let selected =
                 self.selected_pools(KIND, name, &spec.ip_address_pools, &pool_selectors, pools);
+            let no_known_nodes = self.nodes.is_empty();
             let advertisement = BgpAdvertisement {
                 name: name.to_owned(),
                 pools: selected,
@@ -1371,17 +1375,26 @@ impl<'a> Parser<'a> {
                     continue;
                 }
                 for earlier in &advertisements {
+                    let nodes_overlap = if no_known_nodes {
+                        node_selectors.is_empty()
+                            || earlier.node_selectors.is_empty()
+                            || node_selectors == earlier.node_selectors
+                    } else {
+                        !advertisement
+                            .nodes
+                            .is_disjoint(&earlier.advertisement.nodes)
+                    };
                     let earlier = &earlier.advertisement;
                     if !earlier.pools.contains(pool_name) || !earlier.service_selectors.is_empty() {
                         continue;
                     }
-                    if !local_prefs_compatible(&advertisement, earlier, pool) {
+                    if !local_prefs_compatible(&advertisement, earlier, pool, nodes_overlap) {
                         self.error(
                             KIND,
                             name,
                             "spec.localPref",
                             format!(
-                                "invalid local preference {}: local preference {} was already set by BGPAdvertisement {:?} for the same type of BGP update on pool {pool_name:?}. Check existing BGP advertisements with common pools and aggregation lengths",
+                                "invalid local preference {}: local preference {} was already set by BGPAdvertisement {:?} for the same type of BGP update on pool \"{pool_name}\". Check existing BGP advertisements with common pools and aggregation lengths",
                                 advertisement.local_pref, earlier.local_pref, earlier.name
                             ),
                         );
@@ -1393,7 +1406,10 @@ impl<'a> Parser<'a> {
             }
             // MetalLB rejects two fully identical objects (name included); identical names are
             // already reported by `check_metadata`.
-            advertisements.push(ParsedBgpAdvertisement { advertisement });
+            advertisements.push(ParsedBgpAdvertisement {
+                advertisement,
+                node_selectors,
+            });
         }
         advertisements
     }
@@ -1427,7 +1443,7 @@ impl<'a> Parser<'a> {
                     &advertisement.name,
                     field,
                     format!(
-                        "invalid aggregation length {length}: prefix {lowest} in this pool is more specific than the aggregation length for addresses {entry} (IPAddressPool {pool_name:?})"
+                        "invalid aggregation length {length}: prefix {lowest} in this pool is more specific than the aggregation length for addresses {entry} (IPAddressPool \"{pool_name}\")"
                     ),
                 );
             }
@@ -1442,7 +1458,7 @@ impl<'a> Parser<'a> {
         peers: &BTreeMap<String, Peer>,
         bfd_profiles: &BTreeMap<String, BfdProfile>,
     ) {
-        for ParsedBgpAdvertisement { advertisement } in advertisements {
+        for ParsedBgpAdvertisement { advertisement, .. } in advertisements {
             for pool_name in &advertisement.pools {
                 if !pools.get(pool_name).is_some_and(ParsedPool::has_v6) {
                     continue;
@@ -1496,11 +1512,13 @@ fn share_a_node(a: &Peer, b: &Peer, no_known_nodes: bool) -> bool {
 /// MetalLB's `BGPAdvertisementsHaveCompatibleLocalPref`: two advertisements of one pool may
 /// set different LOCAL_PREFs only when they cannot produce the same update: (a) different
 /// aggregation lengths for every family the pool holds, (b) disjoint non-empty peer lists,
-/// (c) disjoint node sets. (d), service selectors, is handled by the caller.
+/// (c) disjoint node sets (`nodes_overlap` is computed by the caller, which knows whether
+/// Node objects were given). (d), service selectors, is handled by the caller.
 fn local_prefs_compatible(
     new: &BgpAdvertisement,
     old: &BgpAdvertisement,
     pool: &ParsedPool,
+    nodes_overlap: bool,
 ) -> bool {
     if new.local_pref == old.local_pref {
         return true;
@@ -1520,5 +1538,5 @@ fn local_prefs_compatible(
     if !new.peers.is_empty() && !old.peers.is_empty() && new.peers.is_disjoint(&old.peers) {
         return true;
     }
-    new.nodes.is_disjoint(&old.nodes)
+    !nodes_overlap
 }
