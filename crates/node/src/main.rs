@@ -34,6 +34,8 @@ enum Command {
     /// Offline tools for a set of metallb.io manifests.
     #[command(subcommand)]
     Config(cmd::config::Command),
+    /// Convert MetalLB's legacy `config` ConfigMap into metallb.io objects (YAML on stdout).
+    ConvertConfig(cmd::convert::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Apiserver(args) => cmd::apiserver::run(args),
         Command::BgpAnnounce(args) => cmd::bgp_announce::run(args),
         Command::Config(command) => cmd::config::run(command),
+        Command::ConvertConfig(args) => cmd::convert::run(args),
     };
     match result {
         Ok(code) => code,

@@ -4,3 +4,4 @@ pub(crate) mod announce;
 pub(crate) mod apiserver;
 pub(crate) mod bgp_announce;
 pub(crate) mod config;
+pub(crate) mod convert;
