@@ -324,7 +324,7 @@ mod tests {
         let service = json!({"metadata": {"name": "web", "creationTimestamp": "2020-01-01T00:00:00Z"},
             "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 80, "nodePort": 31234, "protocol": "TCP"}], "selector": {"app": "web"}},
             "status": {"loadBalancer": {}}});
-        let table = table(&info, &[service.clone()], json!({}));
+        let table = table(&info, std::slice::from_ref(&service), json!({}));
         let cells = &table["rows"][0]["cells"];
         assert_eq!(cells[1], "LoadBalancer");
         assert_eq!(cells[3], "<pending>");
