@@ -114,8 +114,12 @@ impl Driver {
                     if !alive {
                         return Err(DriverError::Netlink(NetlinkError::Socket(std::io::Error::other("netlink connection closed"))));
                     }
-                    let links = watcher.snapshot().await?;
-                    self.apply_links(links);
+                    // A failed dump (e.g. interrupted by concurrent changes) is reported and
+                    // retried at the next notification instead of stopping the announcer.
+                    match watcher.snapshot().await {
+                        Ok(links) => self.apply_links(links),
+                        Err(error) => self.event(L2Event::Error { interface: String::new(), message: format!("{error}: {:?}", std::error::Error::source(&error)) }),
+                    }
                 }
                 () = sleep => self.schedule.handle_timeout(Instant::now()),
             }
