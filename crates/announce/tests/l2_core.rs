@@ -706,3 +706,42 @@ fn metrics_are_registered_with_metallb_names() {
         assert!(text.contains(needle), "{needle} in {text}");
     }
 }
+
+#[test]
+fn netlink_link_messages_become_link_states() {
+    use ironlb_announce::l2::io::netlink::link_state;
+    use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+    let mut message = LinkMessage::default();
+    message.header.index = 7;
+    message.header.flags =
+        LinkFlags::Up | LinkFlags::LowerUp | LinkFlags::Broadcast | LinkFlags::Noarp;
+    message.attributes = vec![
+        LinkAttribute::IfName("eth0".into()),
+        LinkAttribute::Address(OURS.0.to_vec()),
+        LinkAttribute::Controller(3),
+    ];
+    let link = link_state(&message).unwrap();
+    assert_eq!(
+        link,
+        LinkState {
+            index: 7,
+            name: "eth0".into(),
+            mac: Some(OURS),
+            up: true,
+            running: true,
+            broadcast: true,
+            noarp: true,
+            loopback: false,
+            controller: Some(3),
+            link_local: None,
+        }
+    );
+    // A tunnel without a 6-byte address and a message without a name.
+    message.attributes = vec![
+        LinkAttribute::IfName("tun0".into()),
+        LinkAttribute::Address(vec![10, 0, 0, 1]),
+    ];
+    assert_eq!(link_state(&message).unwrap().mac, None);
+    message.attributes = vec![];
+    assert_eq!(link_state(&message), None);
+}
