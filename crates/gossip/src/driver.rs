@@ -24,6 +24,8 @@ use crate::seal::Keyring;
 pub const COMMANDS_MAX: usize = 64;
 /// Events buffered for the consumer (MetalLB buffers its member-event channel to 1024 too).
 pub const EVENTS_MAX: usize = 1024;
+/// Most datagrams drained from the socket before a deadline is handled.
+const RECEIVE_DRAIN_MAX: usize = 256;
 /// Largest datagram read (anything larger than the MTU is dropped by the core anyway).
 const RECEIVE_BYTES_MAX: usize = 65_536;
 
@@ -205,6 +207,9 @@ async fn run(
             }
         };
         tokio::select! {
+            // Datagrams first: after a scheduling stall, an ack already waiting in the socket must
+            // be seen before a probe timer declares its sender suspect.
+            biased;
             received = socket.recv_from(&mut buffer) => match received {
                 Ok((length, from)) => {
                     if options.receive_loss_per_mille > 0 && loss_rng.next_u32() % 1000 < options.receive_loss_per_mille {
@@ -234,7 +239,24 @@ async fn run(
                     }
                 }
             }
-            () = sleep => membership.handle(clock.now(), Input::Timeout),
+            () = sleep => {
+                // Drain what arrived while we were not scheduled before acting on the deadline.
+                for _ in 0..RECEIVE_DRAIN_MAX {
+                    match socket.try_recv_from(&mut buffer) {
+                        Ok((length, from)) => {
+                            if options.receive_loss_per_mille > 0
+                                && loss_rng.next_u32() % 1000 < options.receive_loss_per_mille
+                            {
+                                continue;
+                            }
+                            let bytes = buffer.get(..length).unwrap_or_default().to_vec();
+                            membership.handle(clock.now(), Input::Datagram { from, bytes });
+                        }
+                        Err(_) => break,
+                    }
+                }
+                membership.handle(clock.now(), Input::Timeout);
+            }
         }
     }
 }

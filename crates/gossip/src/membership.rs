@@ -227,6 +227,8 @@ pub struct Membership {
     left: bool,
     sync_cursor: Option<NodeName>,
     configured_members: usize,
+    /// When the last indirect probe round was sent (for the stall guard in `handle_timeout`).
+    indirect_probe_at: Option<Instant>,
     metrics: GossipMetrics,
 }
 
@@ -329,6 +331,7 @@ impl Membership {
             left: false,
             sync_cursor: None,
             configured_members: 1,
+            indirect_probe_at: None,
             metrics: GossipMetrics::default(),
         };
         let sync_at = now + membership.jitter(membership.config.sync_interval);
@@ -569,6 +572,24 @@ impl Membership {
             };
             match kind {
                 TimerKind::Foca(timer) => {
+                    if let Timer::SendIndirectProbe { .. } = timer {
+                        self.indirect_probe_at = Some(now);
+                    }
+                    if let Timer::ProbeRandomMember(_) = timer {
+                        // Local health: if we were stalled, the indirect probes went out late and
+                        // had no time to be answered. Give them the window foca normally gives
+                        // (probe_period - probe_timeout) before judging the probe failed.
+                        let window = self
+                            .config
+                            .probe_period
+                            .saturating_sub(self.config.probe_timeout);
+                        if let Some(sent) = self.indirect_probe_at.take() {
+                            if now < sent + window {
+                                self.arm(sent + window, TimerKind::Foca(timer));
+                                continue;
+                            }
+                        }
+                    }
                     let force = matches!(
                         timer,
                         Timer::ChangeSuspectToDown { .. } | Timer::RemoveDown(_)
