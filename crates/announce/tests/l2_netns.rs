@@ -202,6 +202,21 @@ fn only_the_owner_answers_arping_and_ndisc6() {
         "eth0",
     );
 
+    let joined = || {
+        topology
+            .ip("n1", &["-6", "maddr", "show", "dev", "eth0"])
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut groups = joined();
+    while !groups.contains("ff02::1:ff00:100") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        groups = joined();
+    }
+    assert!(
+        groups.contains("ff02::1:ff00:100"),
+        "owner joined the VIP's solicited-node group: {groups}"
+    );
     let replies = arping_macs(&topology, VIP4, 3);
     assert_eq!(
         replies,
