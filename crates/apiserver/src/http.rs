@@ -47,7 +47,7 @@ pub(crate) struct FailWrites {
 /// Mutable test-hook state.
 #[derive(Debug, Default)]
 pub(crate) struct Hooks {
-    pub(crate) log: Vec<LoggedRequest>,
+    pub(crate) log: std::collections::VecDeque<LoggedRequest>,
     pub(crate) fail_writes: Option<FailWrites>,
     pub(crate) latency_ms: u64,
     /// Apply `latency_ms` to watch requests only.
@@ -117,9 +117,9 @@ pub(crate) async fn handle(
         let mut hooks = shared.hooks();
         if !path.starts_with("/__stand-in/") {
             if hooks.log.len() >= REQUEST_LOG_MAX {
-                hooks.log.remove(0);
+                hooks.log.pop_front();
             }
-            hooks.log.push(LoggedRequest {
+            hooks.log.push_back(LoggedRequest {
                 method: method.to_string(),
                 path: path.clone(),
                 query: query.clone(),

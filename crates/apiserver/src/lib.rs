@@ -322,7 +322,7 @@ impl ServerHandle {
 
     /// Every request served so far (method, path, query, content type).
     pub fn request_log(&self) -> Vec<LoggedRequest> {
-        self.shared.hooks().log.clone()
+        self.shared.hooks().log.iter().cloned().collect()
     }
 
     /// Clears the request log.

@@ -456,7 +456,7 @@ async fn watcher_recovers_from_compaction_and_closed_watches() {
     })
     .await;
     // The re-watch is held back while writes happen and the history is compacted.
-    handle.set_latency(Duration::from_secs(2), true);
+    handle.set_latency(Duration::from_secs(4), true);
     handle.close_watches();
     services
         .delete("during-0", &DeleteParams::default())
