@@ -1,6 +1,6 @@
 //! End to end, as a user would: `ironlb apiserver` and `ironlb controller` as separate
 //! processes, `kubectl apply -f` of the seed manifest, and `kubectl get svc -o jsonpath` until
-//! the Service shows its EXTERNAL-IP.
+//! the Services of `examples/l2-range.yaml` show their EXTERNAL-IP.
 //!
 //! Needs the `ironlb` binary next to the test's directory (`cargo build -p ironlb`, which
 //! `cargo test --workspace` does) and `kubectl`; skips with a printed reason otherwise.
@@ -44,14 +44,27 @@ fn kubectl(
         .output()
 }
 
+/// The repository's layer-2 example: a pool, an L2Advertisement and two Services.
 fn manifest() -> PathBuf {
-    // The repository's example if it is there, else this crate's copy of the seed flow.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let example = root.join("examples/l2/l2-pool-and-service.yaml");
-    if example.exists() {
-        return example;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/l2-seed.yaml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/l2-range.yaml")
+}
+
+fn service_ip(kubeconfig: &Path, cache: &Path, name: &str) -> String {
+    let got = kubectl(
+        kubeconfig,
+        cache,
+        &[
+            "get",
+            "svc",
+            name,
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ],
+    )
+    .expect("kubectl runs");
+    String::from_utf8_lossy(&got.stdout).trim().to_owned()
 }
 
 #[test]
@@ -103,6 +116,17 @@ fn kubectl_apply_gets_an_external_ip() {
             .spawn()
             .expect("ironlb controller starts"),
     );
+    let created = kubectl(
+        &kubeconfig,
+        &cache,
+        &["create", "namespace", "metallb-system"],
+    )
+    .expect("kubectl runs");
+    assert!(
+        created.status.success(),
+        "kubectl create namespace failed: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let manifest = manifest();
     let applied = kubectl(
         &kubeconfig,
@@ -119,32 +143,26 @@ fn kubectl_apply_gets_an_external_ip() {
     while ip.is_empty() {
         assert!(started.elapsed() < WAIT_MAX, "no EXTERNAL-IP in time");
         std::thread::sleep(Duration::from_millis(200));
-        let got = kubectl(
-            &kubeconfig,
-            &cache,
-            &[
-                "get",
-                "svc",
-                "web",
-                "-n",
-                "default",
-                "-o",
-                "jsonpath={.status.loadBalancer.ingress[0].ip}",
-            ],
-        )
-        .expect("kubectl runs");
-        ip = String::from_utf8_lossy(&got.stdout).trim().to_owned();
+        ip = service_ip(&kubeconfig, &cache, "nginx");
     }
-    let ip: std::net::Ipv4Addr = ip.parse().expect("an IPv4 address");
-    assert_eq!(ip.octets()[..3], [192, 168, 10], "from the pool: {ip}");
-    assert!((240..=250).contains(&ip.octets()[3]), "from the pool: {ip}");
+    assert_eq!(ip, "192.168.1.240", "the lowest address of first-pool");
+    let mut pinned = String::new();
+    while pinned.is_empty() {
+        assert!(
+            started.elapsed() < WAIT_MAX,
+            "no EXTERNAL-IP for pinned in time"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        pinned = service_ip(&kubeconfig, &cache, "pinned");
+    }
+    assert_eq!(pinned, "192.168.1.245", "the requested address");
     let pool = kubectl(
         &kubeconfig,
         &cache,
         &[
             "get",
             "svc",
-            "web",
+            "nginx",
             "-n",
             "default",
             "-o",

@@ -194,7 +194,8 @@ async fn invalid_config_keeps_the_last_good_one() {
         .await;
     h.create_service(lb_service("before", 80)).await;
     h.wait_ips("before", &["192.168.70.0"]).await;
-    h.apply_pool("bad", json!({"addresses": ["192.168.70.300/30"]}))
+    // Overlapping pools are invalid as a set.
+    h.apply_pool("bad", json!({"addresses": ["192.168.70.0/29"]}))
         .await;
     let state = wait("ConfigurationState Invalid", || async {
         let api = h.metallb_api("ConfigurationState", "configurationstates");
@@ -312,4 +313,39 @@ async fn restart_keeps_every_ip() {
         1,
         "only the late service was written"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_configmap_is_used_until_crs_exist() {
+    let h = Harness::with_controller().await;
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(h.client.clone(), NAMESPACE);
+    let map = serde_json::from_value(json!({
+        "metadata": {"name": "config", "namespace": NAMESPACE},
+        "data": {"config": "address-pools:\n- name: default\n  protocol: layer2\n  addresses:\n  - 172.25.1.100-172.25.1.200\n"},
+    }))
+    .unwrap();
+    maps.create(&Default::default(), &map).await.unwrap();
+    h.create_service(lb_service("web", 80)).await;
+    let service = h.wait_ips("web", &["172.25.1.100"]).await;
+    assert_eq!(pool_annotation(&service).as_deref(), Some("default"));
+    // The deprecation is reported on the ConfigMap.
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(h.client.clone(), NAMESPACE);
+    wait("deprecatedConfigMap event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("deprecatedConfigMap")
+                    && e.involved_object.name.as_deref() == Some("config")
+            })
+            .then_some(())
+    })
+    .await;
+    // CRs win: once a pool CR exists the ConfigMap is ignored and the service moves.
+    h.apply_pool("crs", json!({"addresses": ["192.168.90.0/30"]}))
+        .await;
+    let service = h.wait_ips("web", &["192.168.90.0"]).await;
+    assert_eq!(pool_annotation(&service).as_deref(), Some("crs"));
 }
