@@ -36,13 +36,16 @@ fn packet_round_trip_and_known_bytes() {
     assert_eq!(
         bytes,
         vec![
-            0x21, 0xe8, 3, 24, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0, 0x04, 0x93,
-            0xe0, 0, 0x03, 0xd0, 0x90, 0, 0, 0, 0
+            0x21, 0xe8, 3, 24, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0, 0x04, 0x93, 0xe0,
+            0, 0x03, 0xd0, 0x90, 0, 0, 0, 0
         ]
     );
     assert_eq!(ControlPacket::decode(&bytes), Ok(packet()));
     for length in 0..bytes.len() {
-        assert!(ControlPacket::decode(&bytes[..length]).is_err(), "prefix {length}");
+        assert!(
+            ControlPacket::decode(&bytes[..length]).is_err(),
+            "prefix {length}"
+        );
     }
 }
 
@@ -55,18 +58,46 @@ fn packet_errors_table() {
         bytes
     };
     let cases = [
-        ("version 0", patch(0, 0x01), DecodeError::BadVersion { version: 0 }),
-        ("version 2", patch(0, 0x41), DecodeError::BadVersion { version: 2 }),
-        ("auth bit", patch(1, 0xe8 | 0x04), DecodeError::AuthenticationNotSupported),
+        (
+            "version 0",
+            patch(0, 0x01),
+            DecodeError::BadVersion { version: 0 },
+        ),
+        (
+            "version 2",
+            patch(0, 0x41),
+            DecodeError::BadVersion { version: 2 },
+        ),
+        (
+            "auth bit",
+            patch(1, 0xe8 | 0x04),
+            DecodeError::AuthenticationNotSupported,
+        ),
         ("multipoint", patch(1, 0xe8 | 0x01), DecodeError::Multipoint),
-        ("detect mult 0", patch(2, 0), DecodeError::ZeroDetectMultiplier),
-        ("length 23", patch(3, 23), DecodeError::BadLength { length: 23 }),
-        ("length past end", patch(3, 30), DecodeError::Truncated { length: 24 }),
-        ("my discriminator 0", {
-            let mut bytes = good.clone();
-            bytes[4..8].copy_from_slice(&[0; 4]);
-            bytes
-        }, DecodeError::ZeroMyDiscriminator),
+        (
+            "detect mult 0",
+            patch(2, 0),
+            DecodeError::ZeroDetectMultiplier,
+        ),
+        (
+            "length 23",
+            patch(3, 23),
+            DecodeError::BadLength { length: 23 },
+        ),
+        (
+            "length past end",
+            patch(3, 30),
+            DecodeError::Truncated { length: 24 },
+        ),
+        (
+            "my discriminator 0",
+            {
+                let mut bytes = good.clone();
+                bytes[4..8].copy_from_slice(&[0; 4]);
+                bytes
+            },
+            DecodeError::ZeroMyDiscriminator,
+        ),
     ];
     for (name, bytes, expected) in cases {
         assert_eq!(ControlPacket::decode(&bytes), Err(expected), "{name}");
@@ -115,7 +146,9 @@ impl Pair {
                             }
                         }
                     }
-                    Action::StateChange { to, diagnostic, .. } => self.a_changes.push((to, diagnostic)),
+                    Action::StateChange { to, diagnostic, .. } => {
+                        self.a_changes.push((to, diagnostic))
+                    }
                 }
             }
             while let Some(action) = self.b.poll_action() {
@@ -128,7 +161,9 @@ impl Pair {
                             }
                         }
                     }
-                    Action::StateChange { to, diagnostic, .. } => self.b_changes.push((to, diagnostic)),
+                    Action::StateChange { to, diagnostic, .. } => {
+                        self.b_changes.push((to, diagnostic))
+                    }
                 }
             }
             if !moved {
@@ -143,7 +178,10 @@ impl Pair {
         // Bounded: one step per timer fire.
         for _ in 0..100_000 {
             self.pump();
-            let next = [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().min();
+            let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             match next {
                 Some(deadline) if deadline <= end => {
                     self.now = self.now.max(deadline);
@@ -181,9 +219,18 @@ fn slow_transmission_until_up_then_a_poll_sequence() {
     // Before Up, packets advertise 1 s; after Up, 300 ms, first with Poll until Final.
     let first = &pair.a_sent[0];
     assert_eq!(first.desired_min_tx_us, 1_000_000);
-    let up_index = pair.a_sent.iter().position(|p| p.state == State::Up).unwrap();
+    let up_index = pair
+        .a_sent
+        .iter()
+        .position(|p| p.state == State::Up)
+        .unwrap();
     let after_up = &pair.a_sent[up_index..];
-    assert!(after_up.iter().any(|p| p.poll && p.desired_min_tx_us == 300_000), "poll sequence");
+    assert!(
+        after_up
+            .iter()
+            .any(|p| p.poll && p.desired_min_tx_us == 300_000),
+        "poll sequence"
+    );
     let last = pair.a_sent.last().unwrap();
     assert!(!last.poll, "the poll sequence ended with a Final");
     // Steady state: about one packet per 225–300 ms.
@@ -213,10 +260,15 @@ fn silence_is_detected_within_the_detection_time() {
     let down_after = down_after.expect("A never noticed");
     assert!(down_after <= Duration::from_millis(910), "{down_after:?}");
     assert!(down_after >= Duration::from_millis(600), "{down_after:?}");
-    assert_eq!(pair.a_changes.last(), Some(&(State::Down, Diagnostic::ControlDetectionTimeExpired)));
+    assert_eq!(
+        pair.a_changes.last(),
+        Some(&(State::Down, Diagnostic::ControlDetectionTimeExpired))
+    );
     // B hears A go down and follows (Neighbor Signaled Session Down).
     pair.run_for(Duration::from_secs(2));
-    assert!(pair.b_changes.contains(&(State::Down, Diagnostic::NeighborSignaledSessionDown)));
+    assert!(pair
+        .b_changes
+        .contains(&(State::Down, Diagnostic::NeighborSignaledSessionDown)));
     // The link heals: both come back Up.
     pair.b_to_a = true;
     pair.run_for(Duration::from_secs(5));
@@ -225,7 +277,10 @@ fn silence_is_detected_within_the_detection_time() {
 
 #[test]
 fn passive_side_waits_for_the_peer() {
-    let passive = Config { passive: true, ..Config::default() };
+    let passive = Config {
+        passive: true,
+        ..Config::default()
+    };
     let mut pair = Pair::new(Config::default(), passive.clone());
     pair.a_to_b = false;
     pair.run_for(Duration::from_secs(3));
@@ -247,7 +302,10 @@ fn admin_down_takes_the_peer_down() {
     pair.run_for(Duration::from_millis(10));
     assert_eq!(pair.a.state(), State::AdminDown);
     assert_eq!(pair.b.state(), State::Down);
-    assert_eq!(pair.b_changes.last(), Some(&(State::Down, Diagnostic::NeighborSignaledSessionDown)));
+    assert_eq!(
+        pair.b_changes.last(),
+        Some(&(State::Down, Diagnostic::NeighborSignaledSessionDown))
+    );
     pair.a.handle(pair.now, Input::AdminUp).unwrap();
     pair.run_for(Duration::from_secs(5));
     assert_eq!((pair.a.state(), pair.b.state()), (State::Up, State::Up));
@@ -279,10 +337,16 @@ fn foreign_discriminators_and_zero_your_discriminator_are_dropped() {
     let mut session = Session::new(Config::default(), 5, 1, now);
     let mut wrong = packet();
     wrong.your_discriminator = 6;
-    assert_eq!(session.handle(now, Input::Packet(wrong)), Err(DropReason::WrongDiscriminator { discriminator: 6 }));
+    assert_eq!(
+        session.handle(now, Input::Packet(wrong)),
+        Err(DropReason::WrongDiscriminator { discriminator: 6 })
+    );
     let mut zero = packet();
     zero.your_discriminator = 0;
-    assert_eq!(session.handle(now, Input::Packet(zero)), Err(DropReason::ZeroYourDiscriminator { state: State::Up }));
+    assert_eq!(
+        session.handle(now, Input::Packet(zero)),
+        Err(DropReason::ZeroYourDiscriminator { state: State::Up })
+    );
     assert_eq!(session.state(), State::Down);
 }
 

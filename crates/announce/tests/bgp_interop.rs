@@ -28,17 +28,26 @@ const IRONLB_V6: &str = "fd77::1";
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn skip_reason() -> Option<String> {
     // SAFETY-free root check: /proc/self/status Uid line.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
     if !root {
         return Some("not root".to_string());
     }
-    for tool in ["/usr/sbin/ip", "/usr/lib/frr/bgpd", "/usr/lib/frr/zebra", "/usr/bin/vtysh"] {
+    for tool in [
+        "/usr/sbin/ip",
+        "/usr/lib/frr/bgpd",
+        "/usr/lib/frr/zebra",
+        "/usr/bin/vtysh",
+    ] {
         if !Path::new(tool).exists() && !Path::new(&tool.replace("/usr/sbin", "/sbin")).exists() {
             return Some(format!("{tool} missing"));
         }
@@ -57,7 +66,11 @@ macro_rules! require_root {
 
 fn run(args: &[&str]) -> String {
     let output = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -84,7 +97,11 @@ impl Topology {
         assert!(name.len() <= 10, "namespace names are short");
         let name = format!("ilbb{name}");
         let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-        let topology = Self { name: name.clone(), dir: dir.clone(), children: Vec::new() };
+        let topology = Self {
+            name: name.clone(),
+            dir: dir.clone(),
+            children: Vec::new(),
+        };
         topology.cleanup();
         std::fs::create_dir_all(&dir).unwrap();
         run(&["chown", "frr:frr", dir.to_str().unwrap()]);
@@ -92,10 +109,35 @@ impl Topology {
         run(&["ip", "netns", "add", &a]);
         run(&["ip", "netns", "add", &b]);
         let (veth_a, veth_b) = (format!("{name}a"), format!("{name}b"));
-        run(&["ip", "link", "add", &veth_a, "netns", &a, "type", "veth", "peer", "name", &veth_b, "netns", &b]);
-        for (ns, veth, v4, v6) in [(&a, &veth_a, IRONLB_V4, IRONLB_V6), (&b, &veth_b, ROUTER_V4, "fd77::2")] {
-            run(&["ip", "-n", ns, "addr", "add", &format!("{v4}/24"), "dev", veth]);
-            run(&["ip", "-n", ns, "addr", "add", &format!("{v6}/64"), "dev", veth, "nodad"]);
+        run(&[
+            "ip", "link", "add", &veth_a, "netns", &a, "type", "veth", "peer", "name", &veth_b,
+            "netns", &b,
+        ]);
+        for (ns, veth, v4, v6) in [
+            (&a, &veth_a, IRONLB_V4, IRONLB_V6),
+            (&b, &veth_b, ROUTER_V4, "fd77::2"),
+        ] {
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v4}/24"),
+                "dev",
+                veth,
+            ]);
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                veth,
+                "nodad",
+            ]);
             run(&["ip", "-n", ns, "link", "set", veth, "up"]);
             run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
@@ -111,7 +153,9 @@ impl Topology {
 
     fn cleanup(&self) {
         for side in ["a", "b"] {
-            let _ = Command::new("ip").args(["netns", "del", &self.ns(side)]).output();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(side)])
+                .output();
         }
         let _ = std::fs::remove_dir_all(format!("/var/run/frr/{}", self.ns("b")));
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -159,7 +203,9 @@ impl Topology {
             std::thread::sleep(Duration::from_millis(300));
         }
         let frr = Frr { ns };
-        wait_until("FRR bgpd up", Duration::from_secs(10), || frr.try_json("show bgp summary json").is_some());
+        wait_until("FRR bgpd up", Duration::from_secs(10), || {
+            frr.try_json("show bgp summary json").is_some()
+        });
         let _ = bgpd;
         frr
     }
@@ -173,7 +219,9 @@ impl Topology {
 impl Drop for Topology {
     fn drop(&mut self) {
         for child in &mut self.children {
-            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).output();
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .output();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -187,7 +235,11 @@ struct Frr {
 
 impl Frr {
     fn try_json(&self, command: &str) -> Option<Value> {
-        let output = Command::new("vtysh").args(["-N", &self.ns, "-c", command]).stderr(Stdio::null()).output().ok()?;
+        let output = Command::new("vtysh")
+            .args(["-N", &self.ns, "-c", command])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
         serde_json::from_slice(&output.stdout).ok()
     }
 
@@ -232,7 +284,15 @@ struct Speaker {
 impl Speaker {
     fn start(topology: &Topology, args: &[&str]) -> Self {
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &topology.ns("a"), SPEAKER, "-v", "--retry-min-ms", "200"])
+            .args([
+                "netns",
+                "exec",
+                &topology.ns("a"),
+                SPEAKER,
+                "-v",
+                "--retry-min-ms",
+                "200",
+            ])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -251,11 +311,22 @@ impl Speaker {
     }
 
     fn saw(&self, needle: &str) -> bool {
-        self.lines.lock().unwrap().iter().any(|line| line.contains(needle))
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(needle))
     }
 
     fn wait_for(&self, needle: &str, timeout: Duration) {
-        wait_until(&format!("speaker output {needle:?} (got {:?})", self.lines.lock().unwrap()), timeout, || self.saw(needle));
+        wait_until(
+            &format!(
+                "speaker output {needle:?} (got {:?})",
+                self.lines.lock().unwrap()
+            ),
+            timeout,
+            || self.saw(needle),
+        );
     }
 
     fn signal(&self, signal: &str) {
@@ -276,7 +347,9 @@ impl Speaker {
 
 impl Drop for Speaker {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).output();
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .output();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -286,7 +359,12 @@ impl Drop for Speaker {
 fn prefix_file(topology: &Topology, count: u32) -> String {
     let mut text = String::new();
     for i in 0..count {
-        text.push_str(&format!("10.{}.{}.{}/32\n", 100 + i / 65536, (i / 256) % 256, i % 256));
+        text.push_str(&format!(
+            "10.{}.{}.{}/32\n",
+            100 + i / 65536,
+            (i / 256) % 256,
+            i % 256
+        ));
         text.push_str(&format!("2001:db8::{:x}:{:x}/128\n", i / 65536, i % 65536));
     }
     topology.write("prefixes.txt", &text)
@@ -296,7 +374,10 @@ fn community_strings(path: &Value) -> (String, String) {
     (
         // Both the list ("noExport") and the string ("no-export") forms.
         path["community"].to_string(),
-        path["largeCommunity"]["string"].as_str().unwrap_or("").to_string(),
+        path["largeCommunity"]["string"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
     )
 }
 
@@ -309,38 +390,78 @@ fn frr_ebgp_four_octet_prefixes_attributes_planned_stop() {
     let mut topology = Topology::new("e4");
     let frr = topology.start_frr(&frr_config(4_200_000_002, 4_200_000_001, "", ""), false);
     let prefixes = prefix_file(&topology, 1000);
-    let mut speaker = Speaker::start(&topology, &[
-        "--peer", ROUTER_V4, "--peer-asn", "4200000002", "--asn", "4200000001", "--hold-time", "9",
-        "--prefix-file", &prefixes, "--community", "65000:1", "--community", "large:4200000001:7:8",
-        "--community", "no-export", "--shutdown-wait-ms", "3000",
-    ]);
+    let mut speaker = Speaker::start(
+        &topology,
+        &[
+            "--peer",
+            ROUTER_V4,
+            "--peer-asn",
+            "4200000002",
+            "--asn",
+            "4200000001",
+            "--hold-time",
+            "9",
+            "--prefix-file",
+            &prefixes,
+            "--community",
+            "65000:1",
+            "--community",
+            "large:4200000001:7:8",
+            "--community",
+            "no-export",
+            "--shutdown-wait-ms",
+            "3000",
+        ],
+    );
     speaker.wait_for("-> Established", Duration::from_secs(20));
-    wait_until("1000 + 1000 prefixes at FRR", Duration::from_secs(20), || {
-        frr.received("ipv4") == 1000 && frr.received("ipv6") == 1000
-    });
+    wait_until(
+        "1000 + 1000 prefixes at FRR",
+        Duration::from_secs(20),
+        || frr.received("ipv4") == 1000 && frr.received("ipv6") == 1000,
+    );
     let v4 = frr.route("ipv4", "10.100.3.7/32");
     let path = &v4["paths"][0];
     assert_eq!(path["nexthops"][0]["ip"], IRONLB_V4, "{v4}");
     assert_eq!(path["aspath"]["string"], "4200000001", "{v4}");
     let (communities, large) = community_strings(path);
-    assert!(communities.contains("65000:1") && communities.contains("noExport"), "{v4}");
+    assert!(
+        communities.contains("65000:1") && communities.contains("noExport"),
+        "{v4}"
+    );
     assert_eq!(large, "4200000001:7:8", "{v4}");
     let v6 = frr.route("ipv6", "2001:db8::307/128");
     let v6_text = v6.to_string();
     assert!(v6_text.contains(IRONLB_V6), "global next hop: {v6}");
-    assert!(community_strings(&v6["paths"][0]).0.contains("65000:1"), "{v6}");
+    assert!(
+        community_strings(&v6["paths"][0]).0.contains("65000:1"),
+        "{v6}"
+    );
 
     // Planned stop: GRACEFUL_SHUTDOWN first, then the withdrawal.
     speaker.signal("-TERM");
-    wait_until("graceful-shutdown community", Duration::from_secs(3), || {
-        let route = frr.route("ipv4", "10.100.3.7/32");
-        let (communities, _) = community_strings(&route["paths"][0]);
-        communities.contains("gracefulShutdown") || communities.contains("graceful-shutdown")
+    wait_until(
+        "graceful-shutdown community",
+        Duration::from_secs(3),
+        || {
+            let route = frr.route("ipv4", "10.100.3.7/32");
+            let (communities, _) = community_strings(&route["paths"][0]);
+            communities.contains("gracefulShutdown") || communities.contains("graceful-shutdown")
+        },
+    );
+    assert_eq!(
+        frr.received("ipv4"),
+        1000,
+        "routes still there during the shutdown period"
+    );
+    wait_until("withdrawal", Duration::from_secs(10), || {
+        frr.received("ipv4") == 0 && frr.received("ipv6") == 0
     });
-    assert_eq!(frr.received("ipv4"), 1000, "routes still there during the shutdown period");
-    wait_until("withdrawal", Duration::from_secs(10), || frr.received("ipv4") == 0 && frr.received("ipv6") == 0);
     speaker.wait_exit(Duration::from_secs(5));
-    assert!(speaker.saw("notification sent cease (6/2)"), "{:?}", speaker.lines.lock().unwrap());
+    assert!(
+        speaker.saw("notification sent cease (6/2)"),
+        "{:?}",
+        speaker.lines.lock().unwrap()
+    );
 }
 
 /// iBGP with 2-octet ASNs: LOCAL_PREF arrives; a withdrawal by route change is seen.
@@ -350,11 +471,26 @@ fn frr_ibgp_two_octet_local_pref() {
     let _serial = serial();
     let mut topology = Topology::new("i2");
     let frr = topology.start_frr(&frr_config(64512, 64512, "", ""), false);
-    let _speaker = Speaker::start(&topology, &[
-        "--peer", ROUTER_V4, "--peer-asn", "internal", "--asn", "64512", "--local-pref", "250",
-        "--prefix", "192.0.2.10/32", "--prefix", "2001:db8:10::/64",
-    ]);
-    wait_until("routes at FRR", Duration::from_secs(20), || frr.received("ipv4") == 1 && frr.received("ipv6") == 1);
+    let _speaker = Speaker::start(
+        &topology,
+        &[
+            "--peer",
+            ROUTER_V4,
+            "--peer-asn",
+            "internal",
+            "--asn",
+            "64512",
+            "--local-pref",
+            "250",
+            "--prefix",
+            "192.0.2.10/32",
+            "--prefix",
+            "2001:db8:10::/64",
+        ],
+    );
+    wait_until("routes at FRR", Duration::from_secs(20), || {
+        frr.received("ipv4") == 1 && frr.received("ipv6") == 1
+    });
     let route = frr.route("ipv4", "192.0.2.10/32");
     assert_eq!(route["paths"][0]["locPrf"], 250, "{route}");
     assert_eq!(route["paths"][0]["aspath"]["string"], "Local", "{route}");
@@ -371,15 +507,33 @@ fn frr_md5_password() {
         let mut topology = Topology::new("md");
         let neighbor = format!(" neighbor {IRONLB_V4} password s3cret\n");
         let frr = topology.start_frr(&frr_config(64512, 64513, &neighbor, ""), false);
-        let speaker = Speaker::start(&topology, &[
-            "--peer", ROUTER_V4, "--peer-asn", "64512", "--asn", "64513", "--md5", password, "--prefix", "192.0.2.1/32",
-        ]);
+        let speaker = Speaker::start(
+            &topology,
+            &[
+                "--peer",
+                ROUTER_V4,
+                "--peer-asn",
+                "64512",
+                "--asn",
+                "64513",
+                "--md5",
+                password,
+                "--prefix",
+                "192.0.2.1/32",
+            ],
+        );
         if works {
             speaker.wait_for("-> Established", Duration::from_secs(20));
-            wait_until("route", Duration::from_secs(10), || frr.received("ipv4") == 1);
+            wait_until("route", Duration::from_secs(10), || {
+                frr.received("ipv4") == 1
+            });
         } else {
             std::thread::sleep(Duration::from_secs(4));
-            assert!(!speaker.saw("-> OpenSent"), "{:?}", speaker.lines.lock().unwrap());
+            assert!(
+                !speaker.saw("-> OpenSent"),
+                "{:?}",
+                speaker.lines.lock().unwrap()
+            );
             assert_ne!(frr.peer_state(), "Established");
         }
     }
@@ -391,33 +545,57 @@ fn hold_timer_expiry_both_ways() {
     require_root!();
     let _serial = serial();
     let mut topology = Topology::new("ho");
-    let neighbor = format!(" neighbor {IRONLB_V4} timers 1 3\n neighbor {IRONLB_V4} timers connect 1\n");
+    let neighbor =
+        format!(" neighbor {IRONLB_V4} timers 1 3\n neighbor {IRONLB_V4} timers connect 1\n");
     let frr = topology.start_frr(&frr_config(64512, 64513, &neighbor, ""), false);
     let bgpd = topology.pid_of(topology.children.len() - 1).to_string();
-    let speaker = Speaker::start(&topology, &[
-        "--peer", ROUTER_V4, "--peer-asn", "64512", "--asn", "64513", "--hold-time", "3", "--prefix", "192.0.2.1/32",
-    ]);
+    let speaker = Speaker::start(
+        &topology,
+        &[
+            "--peer",
+            ROUTER_V4,
+            "--peer-asn",
+            "64512",
+            "--asn",
+            "64513",
+            "--hold-time",
+            "3",
+            "--prefix",
+            "192.0.2.1/32",
+        ],
+    );
     speaker.wait_for("-> Established", Duration::from_secs(20));
     // FRR frozen: ironlb's hold timer fires (MetalLB's native mode never notices).
     run(&["kill", "-STOP", &bgpd]);
     let frozen = Instant::now();
-    speaker.wait_for("notification sent hold timer expired", Duration::from_secs(8));
+    speaker.wait_for(
+        "notification sent hold timer expired",
+        Duration::from_secs(8),
+    );
     let detected = frozen.elapsed();
     run(&["kill", "-CONT", &bgpd]);
     eprintln!("ironlb detected frozen FRR after {detected:?}");
     assert!(detected >= Duration::from_secs(2), "{detected:?}");
     // Back up, then ironlb frozen: FRR's hold timer fires.
-    wait_until("re-established", Duration::from_secs(30), || frr.peer_state() == "Established" && frr.received("ipv4") == 1);
+    wait_until("re-established", Duration::from_secs(30), || {
+        frr.peer_state() == "Established" && frr.received("ipv4") == 1
+    });
     speaker.signal("-STOP");
     let frozen = Instant::now();
-    wait_until("FRR drops the frozen speaker", Duration::from_secs(8), || frr.peer_state() != "Established");
+    wait_until(
+        "FRR drops the frozen speaker",
+        Duration::from_secs(8),
+        || frr.peer_state() != "Established",
+    );
     let dropped = frozen.elapsed();
     eprintln!("FRR dropped the frozen speaker after {dropped:?}");
     // Nothing closed the connection: only FRR's 3 s hold timer can have ended it.
     assert!(dropped >= Duration::from_secs(2), "{dropped:?}");
     speaker.signal("-CONT");
     // Thawed, ironlb comes back.
-    wait_until("re-established after thaw", Duration::from_secs(20), || frr.peer_state() == "Established");
+    wait_until("re-established after thaw", Duration::from_secs(20), || {
+        frr.peer_state() == "Established"
+    });
 }
 
 /// BFD with FRR: a frozen ironlb (no FIN, no packets) loses its routes at FRR within
@@ -431,12 +609,25 @@ fn frr_bfd_removes_routes_of_a_dead_speaker() {
     let neighbor = format!(" neighbor {IRONLB_V4} bfd\n");
     let config = frr_config(64512, 64513, &neighbor, "");
     let frr = topology.start_frr(&config, true);
-    let mut speaker = Speaker::start(&topology, &[
-        "--peer", ROUTER_V4, "--peer-asn", "64512", "--asn", "64513", "--bfd", "--prefix", "192.0.2.1/32",
-    ]);
+    let mut speaker = Speaker::start(
+        &topology,
+        &[
+            "--peer",
+            ROUTER_V4,
+            "--peer-asn",
+            "64512",
+            "--asn",
+            "64513",
+            "--bfd",
+            "--prefix",
+            "192.0.2.1/32",
+        ],
+    );
     speaker.wait_for("-> Established", Duration::from_secs(20));
     speaker.wait_for("bfd state Up", Duration::from_secs(20));
-    wait_until("route", Duration::from_secs(10), || frr.received("ipv4") == 1);
+    wait_until("route", Duration::from_secs(10), || {
+        frr.received("ipv4") == 1
+    });
     let peers = frr.json("show bfd peers json");
     assert!(peers.to_string().contains("\"status\":\"up\""), "{peers}");
     // Freeze: only BFD can notice within a second.
@@ -445,14 +636,20 @@ fn frr_bfd_removes_routes_of_a_dead_speaker() {
     let mut polls = Vec::new();
     while frr.received("ipv4") == 1 {
         polls.push(frozen.elapsed());
-        assert!(frozen.elapsed() < Duration::from_secs(5), "FRR kept the route of a frozen speaker");
+        assert!(
+            frozen.elapsed() < Duration::from_secs(5),
+            "FRR kept the route of a frozen speaker"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let removed = frozen.elapsed();
     // The last poll that still saw the route bounds the observation error.
     let poll_gap = removed - polls.last().copied().unwrap_or_default();
     eprintln!("FRR removed the route {removed:?} after the freeze (poll gap {poll_gap:?})");
-    assert!(removed <= Duration::from_millis(1000) + poll_gap, "{removed:?}");
+    assert!(
+        removed <= Duration::from_millis(1000) + poll_gap,
+        "{removed:?}"
+    );
     speaker.signal("-CONT");
     speaker.signal("-KILL");
     speaker.wait_exit(Duration::from_secs(5));
@@ -465,12 +662,31 @@ fn frr_graceful_restart_keeps_routes() {
     require_root!();
     let _serial = serial();
     let mut topology = Topology::new("gr");
-    let neighbor = format!(" neighbor {IRONLB_V4} graceful-restart\n neighbor {IRONLB_V4} timers connect 1\n");
-    let frr = topology.start_frr(&frr_config(64512, 64513, &neighbor, " bgp graceful-restart\n"), false);
-    let args = ["--peer", ROUTER_V4, "--peer-asn", "64512", "--asn", "64513", "--graceful-restart", "60", "--prefix", "192.0.2.1/32", "--prefix", "2001:db8::1/128"];
+    let neighbor =
+        format!(" neighbor {IRONLB_V4} graceful-restart\n neighbor {IRONLB_V4} timers connect 1\n");
+    let frr = topology.start_frr(
+        &frr_config(64512, 64513, &neighbor, " bgp graceful-restart\n"),
+        false,
+    );
+    let args = [
+        "--peer",
+        ROUTER_V4,
+        "--peer-asn",
+        "64512",
+        "--asn",
+        "64513",
+        "--graceful-restart",
+        "60",
+        "--prefix",
+        "192.0.2.1/32",
+        "--prefix",
+        "2001:db8::1/128",
+    ];
     let mut first = Speaker::start(&topology, &args);
     first.wait_for("-> Established", Duration::from_secs(20));
-    wait_until("routes", Duration::from_secs(10), || frr.received("ipv4") == 1 && frr.received("ipv6") == 1);
+    wait_until("routes", Duration::from_secs(10), || {
+        frr.received("ipv4") == 1 && frr.received("ipv6") == 1
+    });
     first.signal("-KILL");
     first.wait_exit(Duration::from_secs(5));
     let mut saw_stale = false;
@@ -478,7 +694,10 @@ fn frr_graceful_restart_keeps_routes() {
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(1500) {
         let route = frr.route("ipv4", "192.0.2.1/32");
-        assert!(route["paths"][0].is_object(), "route lost while ironlb was down: {route}");
+        assert!(
+            route["paths"][0].is_object(),
+            "route lost while ironlb was down: {route}"
+        );
         saw_stale |= route["paths"][0]["stale"].as_bool().unwrap_or(false);
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -486,16 +705,26 @@ fn frr_graceful_restart_keeps_routes() {
     // Throughout the restart the route stays; it is stale until the new End-of-RIB.
     loop {
         let route = frr.route("ipv4", "192.0.2.1/32");
-        assert!(route["paths"][0].is_object(), "route lost during restart after {:?}: {route}", start.elapsed());
+        assert!(
+            route["paths"][0].is_object(),
+            "route lost during restart after {:?}: {route}",
+            start.elapsed()
+        );
         let stale = route["paths"][0]["stale"].as_bool().unwrap_or(false);
         saw_stale |= stale;
         if second.saw("-> Established") && !stale && frr.peer_state() == "Established" {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "never fresh again: {route}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never fresh again: {route}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(saw_stale, "FRR never marked the routes stale: graceful restart not in effect");
+    assert!(
+        saw_stale,
+        "FRR never marked the routes stale: graceful restart not in effect"
+    );
     assert_eq!(frr.received("ipv6"), 1);
 }
 
@@ -522,34 +751,70 @@ fn bird_ebgp_and_ibgp() {
         );
         let path = topology.write("bird.conf", &config);
         let socket = topology.dir.join("bird.ctl").to_string_lossy().into_owned();
-        topology.spawn(&topology.ns("b"), &["/usr/sbin/bird", "-f", "-c", &path, "-s", &socket]);
+        topology.spawn(
+            &topology.ns("b"),
+            &["/usr/sbin/bird", "-f", "-c", &path, "-s", &socket],
+        );
         let birdc = |command: &str| -> String {
-            let output = Command::new("birdc").args(["-s", &socket, command]).output().unwrap();
+            let output = Command::new("birdc")
+                .args(["-s", &socket, command])
+                .output()
+                .unwrap();
             String::from_utf8_lossy(&output.stdout).into_owned()
         };
-        wait_until("bird up", Duration::from_secs(10), || birdc("show status").contains("Daemon is up"));
+        wait_until("bird up", Duration::from_secs(10), || {
+            birdc("show status").contains("Daemon is up")
+        });
         let prefixes = prefix_file(&topology, 1000);
         let mut args = vec![
-            "--peer", ROUTER_V4, "--peer-asn", if internal { "internal" } else { "64512" }, "--asn",
+            "--peer",
+            ROUTER_V4,
+            "--peer-asn",
+            if internal { "internal" } else { "64512" },
+            "--asn",
         ];
         let ironlb_as_text = ironlb_as.to_string();
         args.push(&ironlb_as_text);
-        args.extend(["--prefix-file", &prefixes, "--community", "65000:7", "--community", "large:64513:1:2", "--local-pref", "222", "--shutdown-wait-ms", "200"]);
+        args.extend([
+            "--prefix-file",
+            &prefixes,
+            "--community",
+            "65000:7",
+            "--community",
+            "large:64513:1:2",
+            "--local-pref",
+            "222",
+            "--shutdown-wait-ms",
+            "200",
+        ]);
         let mut speaker = Speaker::start(&topology, &args);
         speaker.wait_for("-> Established", Duration::from_secs(20));
-        wait_until("1000 + 1000 routes in BIRD", Duration::from_secs(20), || {
-            birdc("show route count table t4").contains("1000 of 1000 routes")
-                && birdc("show route count table t6").contains("1000 of 1000 routes")
-        });
+        wait_until(
+            "1000 + 1000 routes in BIRD",
+            Duration::from_secs(20),
+            || {
+                birdc("show route count table t4").contains("1000 of 1000 routes")
+                    && birdc("show route count table t6").contains("1000 of 1000 routes")
+            },
+        );
         let route = birdc("show route 10.100.0.5/32 table t4 all");
-        assert!(route.contains(&format!("BGP.next_hop: {IRONLB_V4}")), "{route}");
+        assert!(
+            route.contains(&format!("BGP.next_hop: {IRONLB_V4}")),
+            "{route}"
+        );
         assert!(route.contains("BGP.community: (65000,7)"), "{route}");
-        assert!(route.contains("BGP.large_community: (64513, 1, 2)"), "{route}");
+        assert!(
+            route.contains("BGP.large_community: (64513, 1, 2)"),
+            "{route}"
+        );
         if internal {
             assert!(route.contains("BGP.local_pref: 222"), "{route}");
         } else {
             // BIRD gives eBGP routes its own default (100); ours (222) must not arrive.
-            assert!(!route.contains("BGP.local_pref: 222"), "no LOCAL_PREF over eBGP: {route}");
+            assert!(
+                !route.contains("BGP.local_pref: 222"),
+                "no LOCAL_PREF over eBGP: {route}"
+            );
             assert!(route.contains("BGP.as_path: 64513"), "{route}");
         }
         let route6 = birdc("show route 2001:db8::5/128 table t6 all");
@@ -580,7 +845,16 @@ fn gobgp_ebgp() {
         );
         let path = topology.write("gobgp.toml", &config);
         let ns = topology.ns("b");
-        topology.spawn(&ns, &["/usr/bin/gobgpd", "-f", &path, "--api-hosts", "127.0.0.1:50051"]);
+        topology.spawn(
+            &ns,
+            &[
+                "/usr/bin/gobgpd",
+                "-f",
+                &path,
+                "--api-hosts",
+                "127.0.0.1:50051",
+            ],
+        );
         let gobgp = |args: &[&str]| -> String {
             let output = Command::new("ip")
                 .args(["netns", "exec", &ns, "gobgp", "-p", "50051"])
@@ -589,30 +863,62 @@ fn gobgp_ebgp() {
                 .unwrap();
             String::from_utf8_lossy(&output.stdout).into_owned()
         };
-        wait_until("gobgpd up", Duration::from_secs(10), || gobgp(&["global"]).contains("AS"));
+        wait_until("gobgpd up", Duration::from_secs(10), || {
+            gobgp(&["global"]).contains("AS")
+        });
         let prefixes = prefix_file(&topology, 1000);
         let ironlb_as_text = ironlb_as.to_string();
         let router_as_text = router_as.to_string();
-        let mut speaker = Speaker::start(&topology, &[
-            "--peer", ROUTER_V4, "--peer-asn", &router_as_text, "--asn", &ironlb_as_text, "--prefix-file", &prefixes,
-            "--community", "65000:9", "--community", "large:1:2:3", "--shutdown-wait-ms", "200",
-        ]);
+        let mut speaker = Speaker::start(
+            &topology,
+            &[
+                "--peer",
+                ROUTER_V4,
+                "--peer-asn",
+                &router_as_text,
+                "--asn",
+                &ironlb_as_text,
+                "--prefix-file",
+                &prefixes,
+                "--community",
+                "65000:9",
+                "--community",
+                "large:1:2:3",
+                "--shutdown-wait-ms",
+                "200",
+            ],
+        );
         speaker.wait_for("-> Established", Duration::from_secs(20));
         let count = |family: &str| -> usize {
             let text = gobgp(&["global", "rib", "-a", family, "-j"]);
-            serde_json::from_str::<Value>(&text).ok().and_then(|v| v.as_object().map(|o| o.len())).unwrap_or(0)
+            serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.as_object().map(|o| o.len()))
+                .unwrap_or(0)
         };
-        wait_until("1000 + 1000 routes in GoBGP", Duration::from_secs(20), || count("ipv4") == 1000 && count("ipv6") == 1000);
+        wait_until(
+            "1000 + 1000 routes in GoBGP",
+            Duration::from_secs(20),
+            || count("ipv4") == 1000 && count("ipv6") == 1000,
+        );
         let route = gobgp(&["global", "rib", "-a", "ipv4", "10.100.0.5/32", "-j"]);
-        assert!(route.contains(&format!("\"nexthop\":\"{IRONLB_V4}\"")), "{route}");
+        assert!(
+            route.contains(&format!("\"nexthop\":\"{IRONLB_V4}\"")),
+            "{route}"
+        );
         assert!(route.contains(&format!("{ironlb_as}")), "as path: {route}");
         // GoBGP prints communities as 32-bit numbers: 65000:9 = 4259840009.
         assert!(route.contains("4259840009"), "{route}");
-        assert!(route.contains("{\"ASN\":1,\"LocalData1\":2,\"LocalData2\":3}"), "large community: {route}");
+        assert!(
+            route.contains("{\"ASN\":1,\"LocalData1\":2,\"LocalData2\":3}"),
+            "large community: {route}"
+        );
         let route6 = gobgp(&["global", "rib", "-a", "ipv6", "2001:db8::5/128", "-j"]);
         assert!(route6.contains(IRONLB_V6), "{route6}");
         speaker.signal("-TERM");
-        wait_until("withdrawn from GoBGP", Duration::from_secs(10), || count("ipv4") == 0 && count("ipv6") == 0);
+        wait_until("withdrawn from GoBGP", Duration::from_secs(10), || {
+            count("ipv4") == 0 && count("ipv6") == 0
+        });
         speaker.wait_exit(Duration::from_secs(5));
     }
 }
@@ -633,7 +939,18 @@ fn capture_fixtures() {
         let mut topology = Topology::new("cap");
         let pcap = topology.dir.join("cap.pcap").to_string_lossy().into_owned();
         let ns_a = topology.ns("a");
-        let dump = topology.spawn(&ns_a, &["tcpdump", "-i", &format!("{}a", topology.name), "-w", &pcap, "-U", "tcp port 179"]);
+        let dump = topology.spawn(
+            &ns_a,
+            &[
+                "tcpdump",
+                "-i",
+                &format!("{}a", topology.name),
+                "-w",
+                &pcap,
+                "-U",
+                "tcp port 179",
+            ],
+        );
         std::thread::sleep(Duration::from_millis(500));
         match daemon {
             "frr" => {
@@ -657,7 +974,10 @@ fn capture_fixtures() {
                 );
                 let path = topology.write("bird.conf", &config);
                 let socket = topology.dir.join("bird.ctl").to_string_lossy().into_owned();
-                topology.spawn(&topology.ns("b"), &["/usr/sbin/bird", "-f", "-c", &path, "-s", &socket]);
+                topology.spawn(
+                    &topology.ns("b"),
+                    &["/usr/sbin/bird", "-f", "-c", &path, "-s", &socket],
+                );
             }
             _ => {
                 let config = format!(
@@ -665,17 +985,52 @@ fn capture_fixtures() {
                 );
                 let path = topology.write("gobgp.toml", &config);
                 let ns = topology.ns("b");
-                topology.spawn(&ns, &["/usr/bin/gobgpd", "-f", &path, "--api-hosts", "127.0.0.1:50051"]);
+                topology.spawn(
+                    &ns,
+                    &[
+                        "/usr/bin/gobgpd",
+                        "-f",
+                        &path,
+                        "--api-hosts",
+                        "127.0.0.1:50051",
+                    ],
+                );
                 std::thread::sleep(Duration::from_secs(2));
                 for args in [
-                    vec!["global", "rib", "add", "203.0.113.0/24", "community", "64512:1", "large-community", "64512:2:3", "-a", "ipv4"],
+                    vec![
+                        "global",
+                        "rib",
+                        "add",
+                        "203.0.113.0/24",
+                        "community",
+                        "64512:1",
+                        "large-community",
+                        "64512:2:3",
+                        "-a",
+                        "ipv4",
+                    ],
                     vec!["global", "rib", "add", "2001:db8:ff::/48", "-a", "ipv6"],
                 ] {
-                    let _ = Command::new("ip").args(["netns", "exec", &ns, "gobgp", "-p", "50051"]).args(&args).output();
+                    let _ = Command::new("ip")
+                        .args(["netns", "exec", &ns, "gobgp", "-p", "50051"])
+                        .args(&args)
+                        .output();
                 }
             }
         }
-        let speaker = Speaker::start(&topology, &["--peer", ROUTER_V4, "--peer-asn", "64512", "--asn", "64513", "--prefix", "192.0.2.1/32"]);
+        let speaker = Speaker::start(
+            &topology,
+            &[
+                "--peer",
+                ROUTER_V4,
+                "--peer-asn",
+                "64512",
+                "--asn",
+                "64513",
+                "--prefix",
+                "192.0.2.1/32",
+            ],
+        );
         speaker.wait_for("-> Established", Duration::from_secs(20));
         std::thread::sleep(Duration::from_secs(4));
         run(&["kill", "-INT", &topology.pid_of(dump).to_string()]);

@@ -33,7 +33,9 @@ impl Harness {
             now: Instant::now(),
             sent: Vec::new(),
             actions: Vec::new(),
-            codec: CodecContext { four_octet_asn: true },
+            codec: CodecContext {
+                four_octet_asn: true,
+            },
         }
     }
 
@@ -121,7 +123,10 @@ fn config() -> SessionConfig {
 }
 
 fn routes(prefixes: &[&str], attributes: &RouteAttributes) -> BTreeMap<IpNet, RouteAttributes> {
-    prefixes.iter().map(|p| (p.parse().unwrap(), attributes.clone())).collect()
+    prefixes
+        .iter()
+        .map(|p| (p.parse().unwrap(), attributes.clone()))
+        .collect()
 }
 
 fn states(actions: &[Action]) -> Vec<State> {
@@ -163,20 +168,36 @@ fn happy_path_reaches_established_and_sends_routes_then_end_of_rib() {
     let attributes = RouteAttributes {
         local_pref: Some(300),
         communities: [Community(0xFDE8_0001)].into(),
-        large_communities: [LargeCommunity { global: 64513, local1: 1, local2: 2 }].into(),
+        large_communities: [LargeCommunity {
+            global: 64513,
+            local1: 1,
+            local2: 2,
+        }]
+        .into(),
     };
-    h.handle(Input::SetRoutes(routes(&["192.0.2.1/32", "2001:db8::1/128"], &attributes)));
+    h.handle(Input::SetRoutes(
+        routes(&["192.0.2.1/32", "2001:db8::1/128"], &attributes).into(),
+    ));
     h.handle(Input::Start);
     assert!(h.take_actions().contains(&Action::Connect));
     assert_eq!(h.session.state(), State::Connect);
     h.connected();
     let sent = h.take_sent();
-    let [Message::Open(open)] = sent.as_slice() else { panic!("expected OPEN, got {sent:?}") };
+    let [Message::Open(open)] = sent.as_slice() else {
+        panic!("expected OPEN, got {sent:?}")
+    };
     assert_eq!(open.my_as, 64513);
     assert_eq!(open.hold_time_secs, 90);
-    assert_eq!(open.bgp_identifier, Ipv4Addr::new(10, 0, 0, 1), "router id from the local address");
+    assert_eq!(
+        open.bgp_identifier,
+        Ipv4Addr::new(10, 0, 0, 1),
+        "router id from the local address"
+    );
     assert_eq!(open.four_octet_asn(), Some(64513));
-    assert_eq!(open.families(), vec![Family::Ipv4Unicast, Family::Ipv6Unicast]);
+    assert_eq!(
+        open.families(),
+        vec![Family::Ipv4Unicast, Family::Ipv6Unicast]
+    );
     assert!(open.capabilities.contains(&Capability::RouteRefresh));
     assert!(open.graceful_restart().is_none());
 
@@ -185,22 +206,64 @@ fn happy_path_reaches_established_and_sends_routes_then_end_of_rib() {
     assert_eq!(h.session.state(), State::OpenConfirm);
     h.receive(Message::Keepalive);
     let sent = h.take_sent();
-    assert_eq!(states(&h.take_actions()), vec![State::OpenSent, State::OpenConfirm, State::Established]);
-    assert_eq!(announced(&sent), ["192.0.2.1/32".parse().unwrap(), "2001:db8::1/128".parse().unwrap()].into());
-    let Message::Update(v4) = &sent[0] else { panic!() };
+    assert_eq!(
+        states(&h.take_actions()),
+        vec![State::OpenSent, State::OpenConfirm, State::Established]
+    );
+    assert_eq!(
+        announced(&sent),
+        [
+            "192.0.2.1/32".parse().unwrap(),
+            "2001:db8::1/128".parse().unwrap()
+        ]
+        .into()
+    );
+    let Message::Update(v4) = &sent[0] else {
+        panic!()
+    };
     assert_eq!(v4.attributes.next_hop, Some(Ipv4Addr::new(10, 0, 0, 1)));
-    assert_eq!(v4.attributes.local_pref, None, "no LOCAL_PREF to an external peer");
-    assert_eq!(v4.attributes.as_path, Some(vec![AsSegment { segment_type: AS_SEQUENCE, asns: vec![64513] }]));
-    assert_eq!(v4.attributes.communities, Some(vec![Community(0xFDE8_0001)]));
-    assert_eq!(v4.attributes.large_communities, Some(vec![LargeCommunity { global: 64513, local1: 1, local2: 2 }]));
-    let Message::Update(v6) = &sent[1] else { panic!() };
+    assert_eq!(
+        v4.attributes.local_pref, None,
+        "no LOCAL_PREF to an external peer"
+    );
+    assert_eq!(
+        v4.attributes.as_path,
+        Some(vec![AsSegment {
+            segment_type: AS_SEQUENCE,
+            asns: vec![64513]
+        }])
+    );
+    assert_eq!(
+        v4.attributes.communities,
+        Some(vec![Community(0xFDE8_0001)])
+    );
+    assert_eq!(
+        v4.attributes.large_communities,
+        Some(vec![LargeCommunity {
+            global: 64513,
+            local1: 1,
+            local2: 2
+        }])
+    );
+    let Message::Update(v6) = &sent[1] else {
+        panic!()
+    };
     let reach = v6.attributes.mp_reach.as_ref().unwrap();
-    assert_eq!(reach.next_hops, vec!["fd00::1".parse::<std::net::IpAddr>().unwrap(), "fe80::1".parse().unwrap()]);
+    assert_eq!(
+        reach.next_hops,
+        vec![
+            "fd00::1".parse::<std::net::IpAddr>().unwrap(),
+            "fe80::1".parse().unwrap()
+        ]
+    );
     // End-of-RIB for both families after the initial dump.
-    assert_eq!(&sent[2..], &[
-        Message::Update(Update::end_of_rib(Family::Ipv4Unicast)),
-        Message::Update(Update::end_of_rib(Family::Ipv6Unicast)),
-    ]);
+    assert_eq!(
+        &sent[2..],
+        &[
+            Message::Update(Update::end_of_rib(Family::Ipv4Unicast)),
+            Message::Update(Update::end_of_rib(Family::Ipv6Unicast)),
+        ]
+    );
     assert_eq!(h.session.stats().advertised_prefixes, 2);
     assert_eq!(h.session.stats().pending_prefixes, 0);
 }
@@ -208,12 +271,20 @@ fn happy_path_reaches_established_and_sends_routes_then_end_of_rib() {
 #[test]
 fn internal_peer_gets_local_pref_and_empty_as_path() {
     let mut h = Harness::new(SessionConfig::new(64512, PeerAsn::Internal));
-    h.handle(Input::SetRoutes(routes(&["192.0.2.1/32", "192.0.2.2/32"], &RouteAttributes::default())));
-    let mut with_pref = RouteAttributes::default();
-    with_pref.local_pref = Some(250);
+    h.handle(Input::SetRoutes(
+        routes(
+            &["192.0.2.1/32", "192.0.2.2/32"],
+            &RouteAttributes::default(),
+        )
+        .into(),
+    ));
+    let with_pref = RouteAttributes {
+        local_pref: Some(250),
+        ..RouteAttributes::default()
+    };
     let mut all = routes(&["192.0.2.1/32"], &RouteAttributes::default());
     all.extend(routes(&["192.0.2.9/32"], &with_pref));
-    h.handle(Input::SetRoutes(all));
+    h.handle(Input::SetRoutes(all.into()));
     let sent = h.establish(peer_open(64512, 90));
     let prefs: BTreeSet<Option<u32>> = sent
         .iter()
@@ -225,7 +296,11 @@ fn internal_peer_gets_local_pref_and_empty_as_path() {
             _ => None,
         })
         .collect();
-    assert_eq!(prefs, [Some(100), Some(250)].into(), "default 100, or the advertisement's");
+    assert_eq!(
+        prefs,
+        [Some(100), Some(250)].into(),
+        "default 100, or the advertisement's"
+    );
 }
 
 #[test]
@@ -237,7 +312,12 @@ fn peer_asn_rules() {
         ("internal mismatch", PeerAsn::Internal, 64512, false),
         ("external match", PeerAsn::External, 64512, true),
         ("external mismatch", PeerAsn::External, 64513, false),
-        ("fixed four-octet", PeerAsn::Fixed(4_200_000_000), 4_200_000_000, true),
+        (
+            "fixed four-octet",
+            PeerAsn::Fixed(4_200_000_000),
+            4_200_000_000,
+            true,
+        ),
     ];
     for (name, rule, peer_asn, ok) in cases {
         let mut h = Harness::new(SessionConfig::new(64513, rule));
@@ -249,7 +329,11 @@ fn peer_asn_rules() {
         if ok {
             assert_eq!(h.session.state(), State::OpenConfirm, "{name}");
         } else {
-            assert_eq!(notifications_sent(&sent), vec![(2, 2)], "{name}: Bad Peer AS");
+            assert_eq!(
+                notifications_sent(&sent),
+                vec![(2, 2)],
+                "{name}: Bad Peer AS"
+            );
             assert_eq!(h.session.state(), State::Idle, "{name}");
             assert!(h.take_actions().contains(&Action::Close), "{name}");
         }
@@ -271,13 +355,23 @@ fn same_identifier_is_refused_inside_one_as() {
 #[test]
 fn hold_time_negotiation_keepalives_and_expiry() {
     // (ours, theirs, negotiated hold, keepalive interval)
-    let cases = [(90, 9, 9, 3), (9, 90, 9, 3), (30, 0, 0, 0), (0, 90, 0, 0), (3, 3, 3, 1)];
+    let cases = [
+        (90, 9, 9, 3),
+        (9, 90, 9, 3),
+        (30, 0, 0, 0),
+        (0, 90, 0, 0),
+        (3, 3, 3, 1),
+    ];
     for (ours, theirs, hold, keepalive) in cases {
         let mut config = config();
         config.hold_time_secs = ours;
         let mut h = Harness::new(config);
         h.establish(peer_open(64512, theirs));
-        assert_eq!(h.session.negotiated_hold_time(), Duration::from_secs(hold), "{ours}/{theirs}");
+        assert_eq!(
+            h.session.negotiated_hold_time(),
+            Duration::from_secs(hold),
+            "{ours}/{theirs}"
+        );
         if hold == 0 {
             assert_eq!(h.session.poll_timeout(), None, "no timers with hold time 0");
             h.advance(Duration::from_secs(3600));
@@ -294,7 +388,11 @@ fn hold_time_negotiation_keepalives_and_expiry() {
         h.take_actions();
         h.advance(Duration::from_millis(20));
         // Idle, then the automatic restart (no backoff yet after an Established session).
-        assert_eq!(states(&h.take_actions()), vec![State::Idle, State::Connect], "{ours}/{theirs}");
+        assert_eq!(
+            states(&h.take_actions()),
+            vec![State::Idle, State::Connect],
+            "{ours}/{theirs}"
+        );
         assert_eq!(notifications_sent(&h.take_sent()), vec![(4, 0)]);
     }
 }
@@ -358,21 +456,36 @@ fn connect_failures_back_off_and_reset_when_established() {
     h.handle(Input::TcpFailed);
     assert_eq!(h.session.state(), State::Idle);
     h.advance(Duration::ZERO);
-    assert!(h.take_actions().contains(&Action::Connect), "restart at once after a reset backoff");
+    assert!(
+        h.take_actions().contains(&Action::Connect),
+        "restart at once after a reset backoff"
+    );
 }
 
 #[test]
 fn unexpected_messages_are_fsm_errors() {
     let update = Message::Update(Update::end_of_rib(Family::Ipv4Unicast));
-    let refresh = Message::RouteRefresh(RouteRefresh { afi: 1, subtype: 0, safi: 1 });
+    let refresh = Message::RouteRefresh(RouteRefresh {
+        afi: 1,
+        subtype: 0,
+        safi: 1,
+    });
     // (state to reach, message, expected NOTIFICATION)
     let cases = [
         (State::OpenSent, update.clone(), (5, 1)),
         (State::OpenSent, Message::Keepalive, (5, 1)),
         (State::OpenSent, refresh.clone(), (5, 1)),
         (State::OpenConfirm, update.clone(), (5, 2)),
-        (State::OpenConfirm, Message::Open(peer_open(64512, 90)), (5, 2)),
-        (State::Established, Message::Open(peer_open(64512, 90)), (5, 3)),
+        (
+            State::OpenConfirm,
+            Message::Open(peer_open(64512, 90)),
+            (5, 2),
+        ),
+        (
+            State::Established,
+            Message::Open(peer_open(64512, 90)),
+            (5, 3),
+        ),
     ];
     for (state, message, expected) in cases {
         let mut h = Harness::new(config());
@@ -387,7 +500,11 @@ fn unexpected_messages_are_fsm_errors() {
         assert_eq!(h.session.state(), state);
         h.take_sent();
         h.receive(message.clone());
-        assert_eq!(notifications_sent(&h.take_sent()), vec![expected], "{state:?} {message:?}");
+        assert_eq!(
+            notifications_sent(&h.take_sent()),
+            vec![expected],
+            "{state:?} {message:?}"
+        );
         assert_eq!(h.session.state(), State::Idle);
     }
 }
@@ -408,7 +525,9 @@ fn bytes_split_anywhere_are_reassembled() {
     let mut h = Harness::new(config());
     h.handle(Input::Start);
     h.connected();
-    let mut stream = Message::Open(peer_open(64512, 90)).to_bytes(&h.codec).to_vec();
+    let mut stream = Message::Open(peer_open(64512, 90))
+        .to_bytes(&h.codec)
+        .to_vec();
     stream.extend_from_slice(&Message::Keepalive.to_bytes(&h.codec));
     for byte in stream {
         h.handle(Input::Received(vec![byte]));
@@ -438,7 +557,11 @@ fn manual_stop_ceases_and_stays_idle() {
     h.handle(Input::Stop);
     assert_eq!(notifications_sent(&h.take_sent()), vec![(6, 2)]);
     assert_eq!(h.session.state(), State::Idle);
-    assert_eq!(h.session.poll_timeout(), None, "no restart after a manual stop");
+    assert_eq!(
+        h.session.poll_timeout(),
+        None,
+        "no restart after a manual stop"
+    );
 }
 
 #[test]
@@ -460,24 +583,39 @@ fn planned_stop_sends_graceful_shutdown_then_withdraws_then_ceases() {
     let mut config = config();
     config.shutdown_wait = Duration::from_secs(2);
     let mut h = Harness::new(config);
-    h.handle(Input::SetRoutes(routes(&["192.0.2.1/32", "2001:db8::1/128"], &RouteAttributes::default())));
+    h.handle(Input::SetRoutes(
+        routes(
+            &["192.0.2.1/32", "2001:db8::1/128"],
+            &RouteAttributes::default(),
+        )
+        .into(),
+    ));
     h.establish(peer_open(64512, 90));
     h.handle(Input::PlannedStop);
     let sent = h.take_sent();
     assert_eq!(announced(&sent).len(), 2, "both routes re-sent");
     for message in &sent {
-        let Message::Update(update) = message else { panic!("{message:?}") };
-        assert_eq!(update.attributes.communities, Some(vec![Community::GRACEFUL_SHUTDOWN]));
+        let Message::Update(update) = message else {
+            panic!("{message:?}")
+        };
+        assert_eq!(
+            update.attributes.communities,
+            Some(vec![Community::GRACEFUL_SHUTDOWN])
+        );
     }
     h.advance(Duration::from_millis(1999));
     assert!(h.take_sent().is_empty());
     h.advance(Duration::from_millis(2));
     let sent = h.take_sent();
-    let [Message::Update(v4), Message::Update(v6), Message::Notification(cease)] = sent.as_slice() else {
+    let [Message::Update(v4), Message::Update(v6), Message::Notification(cease)] = sent.as_slice()
+    else {
         panic!("{sent:?}")
     };
     assert_eq!(v4.withdrawn, vec!["192.0.2.1/32".parse().unwrap()]);
-    assert_eq!(v6.attributes.mp_unreach.as_ref().unwrap().withdrawn, vec!["2001:db8::1/128".parse::<IpNet>().unwrap()]);
+    assert_eq!(
+        v6.attributes.mp_unreach.as_ref().unwrap().withdrawn,
+        vec!["2001:db8::1/128".parse::<IpNet>().unwrap()]
+    );
     assert_eq!((cease.code, cease.subcode), (6, 2));
     assert!(h.take_actions().contains(&Action::Stopped));
     assert_eq!(h.session.state(), State::Idle);
@@ -487,25 +625,39 @@ fn planned_stop_sends_graceful_shutdown_then_withdraws_then_ceases() {
 fn route_changes_send_only_the_difference() {
     let mut h = Harness::new(config());
     let base = RouteAttributes::default();
-    h.handle(Input::SetRoutes(routes(&["192.0.2.1/32", "192.0.2.2/32"], &base)));
+    h.handle(Input::SetRoutes(
+        routes(&["192.0.2.1/32", "192.0.2.2/32"], &base).into(),
+    ));
     h.establish(peer_open(64512, 90));
-    h.handle(Input::SetRoutes(routes(&["192.0.2.2/32", "192.0.2.3/32"], &base)));
+    h.handle(Input::SetRoutes(
+        routes(&["192.0.2.2/32", "192.0.2.3/32"], &base).into(),
+    ));
     let sent = h.take_sent();
-    let [Message::Update(withdraw), Message::Update(announce)] = sent.as_slice() else { panic!("{sent:?}") };
+    let [Message::Update(withdraw), Message::Update(announce)] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
     assert_eq!(withdraw.withdrawn, vec!["192.0.2.1/32".parse().unwrap()]);
     assert_eq!(announce.nlri, vec!["192.0.2.3/32".parse().unwrap()]);
     // Same routes again: nothing.
-    h.handle(Input::SetRoutes(routes(&["192.0.2.2/32", "192.0.2.3/32"], &base)));
+    h.handle(Input::SetRoutes(
+        routes(&["192.0.2.2/32", "192.0.2.3/32"], &base).into(),
+    ));
     assert!(h.take_sent().is_empty());
     // A route refresh re-sends everything.
-    h.receive(Message::RouteRefresh(RouteRefresh { afi: 1, subtype: 0, safi: 1 }));
+    h.receive(Message::RouteRefresh(RouteRefresh {
+        afi: 1,
+        subtype: 0,
+        safi: 1,
+    }));
     assert_eq!(announced(&h.take_sent()).len(), 2);
 }
 
 #[test]
 fn reconnect_resends_everything() {
     let mut h = Harness::new(config());
-    h.handle(Input::SetRoutes(routes(&["192.0.2.1/32"], &RouteAttributes::default())));
+    h.handle(Input::SetRoutes(
+        routes(&["192.0.2.1/32"], &RouteAttributes::default()).into(),
+    ));
     h.establish(peer_open(64512, 90));
     h.handle(Input::TcpFailed);
     assert_eq!(h.session.stats().advertised_prefixes, 0);
@@ -513,28 +665,54 @@ fn reconnect_resends_everything() {
     h.connected();
     h.receive(Message::Open(peer_open(64512, 90)));
     h.receive(Message::Keepalive);
-    assert_eq!(announced(&h.take_sent()), ["192.0.2.1/32".parse().unwrap()].into());
+    assert_eq!(
+        announced(&h.take_sent()),
+        ["192.0.2.1/32".parse().unwrap()].into()
+    );
 }
 
 #[test]
 fn four_octet_asn_towards_an_old_speaker_uses_as_trans_and_as4_path() {
     let mut h = Harness::new(SessionConfig::new(4_200_000_001, PeerAsn::Fixed(65000)));
-    h.handle(Input::SetRoutes(routes(&["192.0.2.1/32"], &RouteAttributes::default())));
+    h.handle(Input::SetRoutes(
+        routes(&["192.0.2.1/32"], &RouteAttributes::default()).into(),
+    ));
     h.handle(Input::Start);
     h.connected();
     let sent = h.take_sent();
-    let [Message::Open(open)] = sent.as_slice() else { panic!() };
+    let [Message::Open(open)] = sent.as_slice() else {
+        panic!()
+    };
     assert_eq!(open.my_as, AS_TRANS);
     assert_eq!(open.asn(), 4_200_000_001);
-    let old = Open { capabilities: vec![], ..peer_open(65000, 90) };
+    let old = Open {
+        capabilities: vec![],
+        ..peer_open(65000, 90)
+    };
     h.receive(Message::Open(old));
     assert_eq!(h.take_sent(), vec![Message::Keepalive]);
-    h.codec = CodecContext { four_octet_asn: false };
+    h.codec = CodecContext {
+        four_octet_asn: false,
+    };
     h.receive(Message::Keepalive);
     let sent = h.take_sent();
-    let Message::Update(update) = &sent[0] else { panic!() };
-    assert_eq!(update.attributes.as_path, Some(vec![AsSegment { segment_type: AS_SEQUENCE, asns: vec![u32::from(AS_TRANS)] }]));
-    assert_eq!(update.attributes.as4_path, Some(vec![AsSegment { segment_type: AS_SEQUENCE, asns: vec![4_200_000_001] }]));
+    let Message::Update(update) = &sent[0] else {
+        panic!()
+    };
+    assert_eq!(
+        update.attributes.as_path,
+        Some(vec![AsSegment {
+            segment_type: AS_SEQUENCE,
+            asns: vec![u32::from(AS_TRANS)]
+        }])
+    );
+    assert_eq!(
+        update.attributes.as4_path,
+        Some(vec![AsSegment {
+            segment_type: AS_SEQUENCE,
+            asns: vec![4_200_000_001]
+        }])
+    );
     // The old speaker negotiated IPv4 only: one End-of-RIB.
     assert_eq!(sent.len(), 2);
 }
@@ -547,7 +725,9 @@ fn graceful_restart_capability() {
     h.handle(Input::Start);
     h.connected();
     let sent = h.take_sent();
-    let [Message::Open(open)] = sent.as_slice() else { panic!() };
+    let [Message::Open(open)] = sent.as_slice() else {
+        panic!()
+    };
     let restart = open.graceful_restart().unwrap();
     assert_eq!(restart.restart_time_secs, 120);
     assert_eq!(restart.families.len(), 2);
@@ -570,7 +750,9 @@ fn export(internal: bool) -> ExportContext {
     ExportContext {
         local_asn: 64513,
         internal,
-        codec: CodecContext { four_octet_asn: true },
+        codec: CodecContext {
+            four_octet_asn: true,
+        },
         families: Family::ALL.into_iter().collect(),
         next_hop_v4: Some(Ipv4Addr::new(10, 0, 0, 1)),
         next_hop_v6: Some("fd00::1".parse().unwrap()),
@@ -583,7 +765,13 @@ fn host_routes(count: u32, v6: bool) -> BTreeMap<IpNet, RouteAttributes> {
     (0..count)
         .map(|i| {
             let prefix: IpNet = if v6 {
-                IpNet::V6(ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)), 128).unwrap())
+                IpNet::V6(
+                    ipnet::Ipv6Net::new(
+                        std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)),
+                        128,
+                    )
+                    .unwrap(),
+                )
             } else {
                 IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + i), 32).unwrap())
             };
@@ -595,7 +783,13 @@ fn host_routes(count: u32, v6: bool) -> BTreeMap<IpNet, RouteAttributes> {
 fn encoded_sizes(updates: &[Update]) -> Vec<usize> {
     updates
         .iter()
-        .map(|u| Message::Update(u.clone()).to_bytes(&CodecContext { four_octet_asn: true }).len())
+        .map(|u| {
+            Message::Update(u.clone())
+                .to_bytes(&CodecContext {
+                    four_octet_asn: true,
+                })
+                .len()
+        })
         .collect()
 }
 
@@ -607,18 +801,30 @@ fn many_nlris_per_update_within_4096_bytes() {
     rib.set_desired(all);
     let updates = rib.updates(&export(false));
     let sizes = encoded_sizes(&updates);
-    assert!(sizes.iter().all(|size| *size <= MESSAGE_LEN_MAX), "{sizes:?}");
+    assert!(
+        sizes.iter().all(|size| *size <= MESSAGE_LEN_MAX),
+        "{sizes:?}"
+    );
     // 1000 × 5 bytes of IPv4 NLRI fit in 2 UPDATEs; 1000 × 17 bytes of IPv6 in 5.
     assert_eq!(updates.len(), 2 + 5, "{sizes:?}");
-    assert_eq!(announced(&updates.into_iter().map(Message::Update).collect::<Vec<_>>()).len(), 2000);
+    assert_eq!(
+        announced(&updates.into_iter().map(Message::Update).collect::<Vec<_>>()).len(),
+        2000
+    );
     assert_eq!(rib.advertised_len(), 2000);
-    assert!(rib.updates(&export(false)).is_empty(), "nothing left to send");
+    assert!(
+        rib.updates(&export(false)).is_empty(),
+        "nothing left to send"
+    );
 
     // Withdraw all: batched just as tightly.
     rib.set_desired(BTreeMap::new());
     let withdrawals = rib.updates(&export(false));
     let sizes = encoded_sizes(&withdrawals);
-    assert!(sizes.iter().all(|size| *size <= MESSAGE_LEN_MAX), "{sizes:?}");
+    assert!(
+        sizes.iter().all(|size| *size <= MESSAGE_LEN_MAX),
+        "{sizes:?}"
+    );
     assert_eq!(withdrawals.len(), 2 + 5);
     assert_eq!(rib.advertised_len(), 0);
 }
@@ -626,8 +832,14 @@ fn many_nlris_per_update_within_4096_bytes() {
 #[test]
 fn prefixes_group_by_identical_attributes() {
     let mut rib = AdjRibOut::default();
-    let a = RouteAttributes { communities: [Community(1)].into(), ..RouteAttributes::default() };
-    let b = RouteAttributes { communities: [Community(2)].into(), ..RouteAttributes::default() };
+    let a = RouteAttributes {
+        communities: [Community(1)].into(),
+        ..RouteAttributes::default()
+    };
+    let b = RouteAttributes {
+        communities: [Community(2)].into(),
+        ..RouteAttributes::default()
+    };
     let mut desired = routes(&["192.0.2.1/32", "192.0.2.3/32"], &a);
     desired.extend(routes(&["192.0.2.2/32", "192.0.2.4/32"], &b));
     rib.set_desired(desired);

@@ -238,11 +238,9 @@ impl Session {
             self.polling = false;
         }
         match (self.state, packet.state) {
-            (State::Down | State::Init | State::Up, State::AdminDown) => {
-                if self.state != State::Down {
-                    self.local_diagnostic = Diagnostic::NeighborSignaledSessionDown;
-                    self.set_state(now, State::Down);
-                }
+            (State::Init | State::Up, State::AdminDown) => {
+                self.local_diagnostic = Diagnostic::NeighborSignaledSessionDown;
+                self.set_state(now, State::Down);
             }
             (State::Down, State::Down) => self.set_state(now, State::Init),
             (State::Down | State::Init, State::Init | State::Up) => self.set_state(now, State::Up),

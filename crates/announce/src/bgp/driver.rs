@@ -2,7 +2,6 @@
 //! turns socket reads, route changes, BFD state and the one timer into [`Input`]s, and runs the
 //! [`Action`]s of the sans-IO [`Session`].
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -11,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
@@ -20,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::metrics::{BfdMetrics, BgpMetrics, PeerLabel};
-use super::rib::RouteAttributes;
+use super::rib::Routes;
 use super::session::{Action, Input, PeerAsn, Session, SessionConfig, State};
 use super::sys;
 use crate::bfd;
@@ -128,7 +126,7 @@ pub enum Command {
 /// The handle of a running peer task.
 #[derive(Debug)]
 pub struct PeerHandle {
-    routes: watch::Sender<BTreeMap<IpNet, RouteAttributes>>,
+    routes: watch::Sender<Routes>,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<PeerStatus>,
     events: tokio::sync::broadcast::Sender<PeerEvent>,
@@ -142,8 +140,8 @@ impl PeerHandle {
     }
 
     /// Replaces the routes advertised to this peer.
-    pub fn set_routes(&self, routes: BTreeMap<IpNet, RouteAttributes>) {
-        self.routes.send_replace(routes);
+    pub fn set_routes(&self, routes: impl Into<Routes>) {
+        self.routes.send_replace(routes.into());
     }
 
     /// The status watch.
@@ -173,7 +171,7 @@ pub struct Metrics {
 
 /// Starts the peer task; it connects at once.
 pub fn spawn(config: PeerConfig, metrics: Option<Metrics>) -> PeerHandle {
-    let (routes_tx, routes_rx) = watch::channel(BTreeMap::new());
+    let (routes_tx, routes_rx) = watch::channel(Routes::default());
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CHANNEL_LEN);
     let (status_tx, status_rx) = watch::channel(PeerStatus {
         state: State::Idle,
@@ -227,7 +225,7 @@ struct Driver {
 impl Driver {
     async fn run(
         mut self,
-        mut routes: watch::Receiver<BTreeMap<IpNet, RouteAttributes>>,
+        mut routes: watch::Receiver<Routes>,
         mut commands: mpsc::Receiver<Command>,
     ) {
         self.session.handle(std::time::Instant::now(), Input::Start);
@@ -335,7 +333,9 @@ impl Driver {
                 }
                 Action::NotificationReceived(notification) => {
                     tracing::warn!(peer = %self.config.peer, %notification, data = ?notification.data, "notification received");
-                    let _ = self.events.send(PeerEvent::NotificationReceived(notification));
+                    let _ = self
+                        .events
+                        .send(PeerEvent::NotificationReceived(notification));
                 }
                 Action::NotificationSent(notification) => {
                     tracing::warn!(peer = %self.config.peer, %notification, "notification sent");

@@ -388,6 +388,9 @@ impl From<DecodeError> for Notification {
 }
 
 /// A BGP message.
+// Messages are transient (one decoded at a time, then consumed): boxing UPDATE would cost an
+// allocation per message for no memory saved.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// OPEN (type 1).
@@ -1313,7 +1316,7 @@ impl PathAttributes {
                 self.atomic_aggregate = true;
             }
             ATTR_COMMUNITIES => {
-                if value.len() % 4 != 0 {
+                if !value.len().is_multiple_of(4) {
                     return Err(length_error(raw));
                 }
                 let mut communities = Vec::with_capacity(value.len() / 4);
@@ -1323,7 +1326,7 @@ impl PathAttributes {
                 self.communities = Some(communities);
             }
             ATTR_LARGE_COMMUNITIES => {
-                if value.len() % 12 != 0 {
+                if !value.len().is_multiple_of(12) {
                     return Err(length_error(raw));
                 }
                 let mut large = Vec::with_capacity(value.len() / 12);

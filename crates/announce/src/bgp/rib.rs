@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -121,21 +122,34 @@ impl ExportContext {
     }
 }
 
+/// The desired routes, shared between the caller and every peer's Adj-RIB-Out.
+pub type Routes = Arc<BTreeMap<IpNet, RouteAttributes>>;
+
 /// The Adj-RIB-Out of one peer.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+///
+/// Memory: the desired map is shared (an `Arc`), and every sent prefix points at one shared
+/// copy of its attributes, so 100,000 prefixes cost a few MiB per peer.
+#[derive(Clone, Debug, Default)]
 pub struct AdjRibOut {
-    desired: BTreeMap<IpNet, RouteAttributes>,
+    desired: Routes,
     /// What the peer holds from us, with the attributes as sent (after policy).
-    sent: BTreeMap<IpNet, RouteAttributes>,
+    sent: BTreeMap<IpNet, Arc<RouteAttributes>>,
 }
 
 impl AdjRibOut {
     /// Replaces the desired routes. Host bits are cleared from every prefix.
-    pub fn set_desired(&mut self, routes: BTreeMap<IpNet, RouteAttributes>) {
-        self.desired = routes
-            .into_iter()
-            .map(|(prefix, attrs)| (prefix.trunc(), attrs))
-            .collect();
+    pub fn set_desired(&mut self, routes: impl Into<Routes>) {
+        let routes = routes.into();
+        self.desired = if routes.keys().all(|prefix| prefix.trunc() == *prefix) {
+            routes
+        } else {
+            Arc::new(
+                routes
+                    .iter()
+                    .map(|(prefix, attrs)| (prefix.trunc(), attrs.clone()))
+                    .collect(),
+            )
+        };
     }
 
     /// The desired routes.
@@ -159,7 +173,7 @@ impl AdjRibOut {
             .desired
             .iter()
             .filter(|(prefix, attributes)| {
-                self.sent.get(*prefix) != Some(&context.effective(attributes))
+                self.sent.get(*prefix).map(|sent| &**sent) != Some(&context.effective(attributes))
             })
             .count();
         let withdrawn = self
@@ -193,13 +207,13 @@ impl AdjRibOut {
         }
 
         let mut groups: BTreeMap<(Family, RouteAttributes), Vec<IpNet>> = BTreeMap::new();
-        for (prefix, attributes) in &self.desired {
+        for (prefix, attributes) in self.desired.iter() {
             let family = Family::of(prefix);
             if !context.can_send(family) {
                 continue;
             }
             let effective = context.effective(attributes);
-            if self.sent.get(prefix) == Some(&effective) {
+            if self.sent.get(prefix).map(|sent| &**sent) == Some(&effective) {
                 continue;
             }
             groups.entry((family, effective)).or_default().push(*prefix);
@@ -207,8 +221,9 @@ impl AdjRibOut {
         for ((family, attributes), prefixes) in groups {
             let base = context.path_attributes(&attributes, family);
             pack_announcements(family, &base, &context.codec, &prefixes, &mut updates);
+            let shared = Arc::new(attributes);
             for prefix in prefixes {
-                self.sent.insert(prefix, attributes.clone());
+                self.sent.insert(prefix, shared.clone());
             }
         }
         updates
@@ -228,7 +243,7 @@ fn pack_withdrawals(family: Family, prefixes: &[IpNet], updates: &mut Vec<Update
     for chunk in chunks_by_size(prefixes, room) {
         let update = match family {
             Family::Ipv4Unicast => Update {
-                withdrawn: chunk.iter().filter_map(|p| v4(p)).collect(),
+                withdrawn: chunk.iter().filter_map(v4).collect(),
                 ..Update::default()
             },
             Family::Ipv6Unicast => Update {
@@ -274,7 +289,7 @@ fn pack_announcements(
             }
             _ => Update {
                 attributes,
-                nlri: chunk.iter().filter_map(|p| v4(p)).collect(),
+                nlri: chunk.iter().filter_map(v4).collect(),
                 ..Update::default()
             },
         };

@@ -13,14 +13,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::message::{
     cease, Capability, CodecContext, DecodeError, Family, GracefulRestart, GracefulRestartFamily,
     Message, Notification, Open, Update, AS_TRANS,
 };
-use super::rib::{AdjRibOut, ExportContext, RouteAttributes};
+use super::rib::{AdjRibOut, ExportContext, RouteAttributes, Routes};
 
 /// Hold time proposed when the configuration sets none (MetalLB's default).
 pub const HOLD_TIME_DEFAULT_SECS: u16 = 90;
@@ -151,7 +150,7 @@ pub enum Input {
     /// The BFD session of this peer went down (RFC 5882 §4.3).
     BfdDown,
     /// The desired routes changed.
-    SetRoutes(BTreeMap<IpNet, RouteAttributes>),
+    SetRoutes(#[serde(with = "shared_routes")] Routes),
 }
 
 /// What a session asks its driver to do.
@@ -739,6 +738,30 @@ impl Session {
         self.send_message(&Message::Notification(notification.clone()));
         self.actions
             .push_back(Action::NotificationSent(notification));
+    }
+}
+
+/// Serializes the shared routes by value (serde's `rc` feature is not enabled).
+mod shared_routes {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use ipnet::IpNet;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{RouteAttributes, Routes};
+
+    pub(super) fn serialize<S: Serializer>(
+        routes: &Routes,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        routes.as_ref().serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Routes, D::Error> {
+        BTreeMap::<IpNet, RouteAttributes>::deserialize(deserializer).map(Arc::new)
     }
 }
 

@@ -324,9 +324,13 @@ pub enum ToolError {
 }
 
 /// Runs the session until SIGTERM/SIGINT (planned stop) or a second signal (immediate stop).
+/// SIGUSR1 withdraws every prefix and SIGUSR2 announces them again, on the live session (used
+/// by the benchmark).
 pub async fn run(config: ToolConfig) -> Result<(), ToolError> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut withdraw = signal(SignalKind::user_defined1())?;
+    let mut announce = signal(SignalKind::user_defined2())?;
     let mut registry = Registry::default();
     let metrics = Metrics {
         bgp: Arc::new(BgpMetrics::register(&mut registry)),
@@ -361,9 +365,13 @@ pub async fn run(config: ToolConfig) -> Result<(), ToolError> {
             }
         }
     });
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = withdraw.recv() => peer.set_routes(BTreeMap::new()),
+            _ = announce.recv() => peer.set_routes(config.routes()),
+        }
     }
     if verbose {
         println!("bgp planned stop");
