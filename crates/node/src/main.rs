@@ -36,6 +36,8 @@ enum Command {
     Config(cmd::config::Command),
     /// Convert MetalLB's legacy `config` ConfigMap into metallb.io objects (YAML on stdout).
     ConvertConfig(cmd::convert::Args),
+    /// Print the IP every LoadBalancer Service of a set of manifests would get (offline).
+    Plan(cmd::plan::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::BgpAnnounce(args) => cmd::bgp_announce::run(args),
         Command::Config(command) => cmd::config::run(command),
         Command::ConvertConfig(args) => cmd::convert::run(args),
+        Command::Plan(args) => cmd::plan::run(args),
     };
     match result {
         Ok(code) => code,

@@ -5,3 +5,4 @@ pub(crate) mod apiserver;
 pub(crate) mod bgp_announce;
 pub(crate) mod config;
 pub(crate) mod convert;
+pub(crate) mod plan;
