@@ -234,6 +234,19 @@ impl ManifestSet {
             }
             return Ok(());
         }
+        // MetalLB's kinds declare `spec` with `omitempty`: an object without one (an
+        // L2Advertisement for every pool and node) is valid and means an empty spec.
+        let mut value = value;
+        if api_version.starts_with("metallb.io/") {
+            if let serde_yaml::Value::Mapping(mapping) = &mut value {
+                let spec = mapping
+                    .entry(serde_yaml::Value::from("spec"))
+                    .or_insert(serde_yaml::Value::Null);
+                if spec.is_null() {
+                    *spec = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
+                }
+            }
+        }
         let object = match (api_version.as_str(), kind.as_str()) {
             ("metallb.io/v1beta1", "IPAddressPool") => {
                 self.decode(&kind, value).map(Object::IPAddressPool)

@@ -55,7 +55,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         "v1beta2",
     )
     .expect("the two BGPPeer CRDs merge");
-    vec![
+    let mut crds = vec![
         BFDProfile::crd(),
         BGPAdvertisement::crd(),
         bgp_peers,
@@ -65,7 +65,21 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         L2Advertisement::crd(),
         ServiceBGPStatus::crd(),
         ServiceL2Status::crd(),
-    ]
+    ];
+    // MetalLB's `spec` fields are `omitempty`: an object without `spec` is valid (an
+    // L2Advertisement with no spec announces every pool from every node).
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            let schema = version
+                .schema
+                .as_mut()
+                .and_then(|schema| schema.open_api_v3_schema.as_mut());
+            if let Some(required) = schema.and_then(|schema| schema.required.as_mut()) {
+                required.retain(|field| field != "spec");
+            }
+        }
+    }
+    crds
 }
 
 /// `serde(skip_serializing_if)` helper for lists that are omitted when empty, as Go's
@@ -204,6 +218,11 @@ mod tests {
                 );
                 assert!(schema["properties"]["spec"].is_object(), "{kind}: spec");
                 assert!(schema["properties"]["status"].is_object(), "{kind}: status");
+                let required = schema["required"].as_array().cloned().unwrap_or_default();
+                assert!(
+                    !required.contains(&"spec".into()),
+                    "{kind}: spec is optional"
+                );
             }
         }
     }
