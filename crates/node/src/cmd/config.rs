@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use ironlb_api::config::Config;
-use ironlb_api::manifest::load_paths;
+use ironlb_api::manifest::{load_paths, Object};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -54,20 +54,19 @@ fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         }
         Ok(config) => {
             if legacy {
-                if inputs.pools.iter().all(|pool| pool.metadata.name.is_some())
-                    && set.objects.iter().any(|loaded| {
-                        matches!(
-                            loaded.object,
-                            ironlb_api::manifest::Object::IPAddressPool(_)
-                                | ironlb_api::manifest::Object::L2Advertisement(_)
-                                | ironlb_api::manifest::Object::BGPAdvertisement(_)
-                                | ironlb_api::manifest::Object::BGPPeer(_)
-                                | ironlb_api::manifest::Object::BGPPeerV1beta1(_)
-                                | ironlb_api::manifest::Object::BFDProfile(_)
-                                | ironlb_api::manifest::Object::Community(_)
-                        )
-                    })
-                {
+                let has_crs = set.objects.iter().any(|loaded| {
+                    matches!(
+                        loaded.object,
+                        Object::IPAddressPool(_)
+                            | Object::L2Advertisement(_)
+                            | Object::BGPAdvertisement(_)
+                            | Object::BGPPeer(_)
+                            | Object::BGPPeerV1beta1(_)
+                            | Object::BFDProfile(_)
+                            | Object::Community(_)
+                    )
+                });
+                if has_crs {
                     eprintln!("warning: ConfigMap/config: data.config: ignored, metallb.io objects are present and win");
                 } else {
                     eprintln!("warning: ConfigMap/config: data.config: the legacy ConfigMap is deprecated; apply the output of `ironlb convert-config` instead");
