@@ -532,6 +532,9 @@ impl Allocator {
             self.check_sharing(self_id, ip, request)?;
         }
         let ports = sorted_ports(&request.ports);
+        if let Some(id) = self_id {
+            self.unassign(id);
+        }
         self.insert(
             &name,
             &request.sharing_key,
@@ -640,7 +643,8 @@ impl Allocator {
         })
     }
 
-    /// Records an allocation without checks (callers checked, or restore a checked state).
+    /// Records an allocation without checks (callers checked, or restore a checked state). The
+    /// service must hold nothing.
     fn insert(
         &mut self,
         name: &str,
@@ -651,9 +655,7 @@ impl Allocator {
         pool: u32,
     ) {
         assert!(!ips.is_empty() && ips.len() <= 2, "one or two addresses");
-        if let Some(id) = self.services.find(name) {
-            self.unassign(id);
-        }
+        // Callers release the service's previous allocation first (the table asserts it).
         let key = self.keys.acquire(sharing, backend);
         let id = self.services.insert(Entry {
             name: Box::from(name),
