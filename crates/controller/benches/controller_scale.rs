@@ -63,6 +63,11 @@ async fn client_for(kubeconfig: &str) -> Client {
 
 /// The controller process: prints its health address, then runs until killed.
 async fn child(kubeconfig_path: String) {
+    let filter = std::env::var("IRONLB_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
     let text = std::fs::read_to_string(&kubeconfig_path).expect("kubeconfig file");
     let client = client_for(&text).await;
     let options = ironlb_controller::Options {
@@ -230,7 +235,12 @@ async fn parent() {
             async move {
                 let mut body = json!({
                     "metadata": {"name": format!("svc-{index:05}")},
-                    "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
+                    // 10,000 services do not fit the 2,768 node ports.
+                    "spec": {
+                        "type": "LoadBalancer",
+                        "allocateLoadBalancerNodePorts": false,
+                        "ports": [{"port": 80, "protocol": "TCP"}],
+                    },
                 });
                 // A third of the services pin a pool, the rest are spread automatically.
                 if index % 3 == 0 {

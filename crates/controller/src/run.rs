@@ -83,7 +83,10 @@ pub enum RunError {
 
 /// A running controller. Dropping it stops every task.
 pub struct Running {
+    /// Tasks that run for the controller's lifetime: one ending is a failure.
     tasks: JoinSet<()>,
+    /// Tasks that finish on their own (the memberlist Secret check); aborted on drop.
+    one_shot_tasks: JoinSet<()>,
     ready: Arc<AtomicBool>,
     metrics_addr: Option<SocketAddr>,
     health_addr: Option<SocketAddr>,
@@ -114,9 +117,10 @@ impl Running {
     /// Stops every task.
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
+        self.one_shot_tasks.shutdown().await;
     }
 
-    /// Waits until a task ends (they run forever unless the API client is gone).
+    /// Waits until a lifetime task ends (they run forever unless the API client is gone).
     pub async fn wait(&mut self) {
         let _ = self.tasks.join_next().await;
     }
@@ -176,7 +180,8 @@ pub async fn start(client: Client, options: Options) -> Result<Running, RunError
         )
         .instrument(tracing::info_span!("cluster_status")),
     );
-    tasks.spawn(
+    let mut one_shot_tasks = JoinSet::new();
+    one_shot_tasks.spawn(
         publish::ensure_memberlist_secret(
             client.clone(),
             options.namespace.clone(),
@@ -212,6 +217,7 @@ pub async fn start(client: Client, options: Options) -> Result<Running, RunError
     info!(namespace = %options.namespace, lb_class = ?options.load_balancer_class, "controller started");
     Ok(Running {
         tasks,
+        one_shot_tasks,
         ready,
         metrics_addr,
         health_addr,

@@ -257,6 +257,11 @@ async fn no_status_write_loop_with_ip_mode_and_memberlist_secret() {
     .await;
     let key = secret.data.unwrap().remove("secretkey").unwrap();
     assert_eq!(key.0.len(), 32);
+    // The secret task has finished; the controller keeps running.
+    let mut h = h;
+    let running = h.controller.as_mut().unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(300), running.wait()).await;
+    assert!(waited.is_err(), "wait() returned while the controller runs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
