@@ -1,0 +1,223 @@
+//! The layer 2 announcer core: from a [`Snapshot`], the gossip view and this node's state, the
+//! IPs to announce (per interface selection), the claims to publish and the status to write.
+//! Pure: `reconcile` returns actions; the `Layer2` actor runs them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ironlb_announce::l2::proto::interfaces::InterfaceSelection;
+
+use crate::cluster::Snapshot;
+use crate::decide::{self, Inputs, L2Outcome, Members, Options, WithdrawReason};
+use crate::model::{Endpoints, ServiceKey};
+
+/// The status this node wants for one Service it owns (`ServiceL2Status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L2Status {
+    /// The interfaces, when the advertisements restrict them (empty otherwise, as MetalLB).
+    pub interfaces: Vec<String>,
+}
+
+/// What the actor must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start (or re-scope) announcing `ip`; a new IP starts a gratuitous burst.
+    Announce {
+        /// The IP.
+        ip: IpAddr,
+        /// Interfaces.
+        selection: InterfaceSelection,
+    },
+    /// Stop announcing `ip`.
+    Withdraw {
+        /// The IP.
+        ip: IpAddr,
+    },
+    /// Publish these claims in gossip.
+    Claims(BTreeSet<IpAddr>),
+    /// Set (Some) or delete (None) this node's `ServiceL2Status` for a Service.
+    Status(ServiceKey, Option<L2Status>),
+    /// This node became the owner: Event `nodeAssigned`.
+    Assigned(ServiceKey, Vec<IpAddr>),
+}
+
+/// Per-Service result kept for metrics and `ironlb status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceState {
+    /// The Service's IPs.
+    pub ips: Vec<IpAddr>,
+    /// Announced by this node.
+    pub announced: bool,
+    /// Why not, otherwise.
+    pub reason: Option<WithdrawReason>,
+    /// The owner this node computed, when it is another node.
+    pub owner: Option<String>,
+}
+
+/// The core.
+#[derive(Debug)]
+pub struct Layer2Core {
+    me: String,
+    options: Options,
+    announced: BTreeMap<IpAddr, InterfaceSelection>,
+    status: BTreeMap<ServiceKey, L2Status>,
+    services: BTreeMap<ServiceKey, ServiceState>,
+}
+
+impl Layer2Core {
+    /// The core of node `me`.
+    pub fn new(me: impl Into<String>, options: Options) -> Self {
+        Self {
+            me: me.into(),
+            options,
+            announced: BTreeMap::new(),
+            status: BTreeMap::new(),
+            services: BTreeMap::new(),
+        }
+    }
+
+    /// The IPs announced now.
+    pub fn announced(&self) -> &BTreeMap<IpAddr, InterfaceSelection> {
+        &self.announced
+    }
+
+    /// The per-Service results of the last reconcile.
+    pub fn services(&self) -> &BTreeMap<ServiceKey, ServiceState> {
+        &self.services
+    }
+
+    /// Recomputes everything. `leaving`: this node hands over (it keeps what it announces until
+    /// [`Self::handover_done`], and takes nothing new).
+    pub fn reconcile(
+        &mut self,
+        snapshot: &Snapshot,
+        members: &Members,
+        leaving: bool,
+    ) -> Vec<Action> {
+        let Some(config) = snapshot.config.as_deref() else {
+            return Vec::new();
+        };
+        let inputs = Inputs {
+            me: &self.me,
+            config,
+            nodes: &snapshot.nodes,
+            options: &self.options,
+        };
+        let empty = Endpoints::default();
+        let mut wanted: BTreeMap<IpAddr, InterfaceSelection> = BTreeMap::new();
+        let mut status: BTreeMap<ServiceKey, L2Status> = BTreeMap::new();
+        let mut services = BTreeMap::new();
+        for (key, service) in &snapshot.services {
+            let endpoints = snapshot.endpoints.get(key).unwrap_or(&empty);
+            let outcome = decide::layer2(&inputs, service, endpoints, members, false);
+            let state = match outcome {
+                L2Outcome::Announce { interfaces, .. } => {
+                    for ip in &service.ips {
+                        let merged = match (wanted.remove(ip), &interfaces) {
+                            (Some(InterfaceSelection::All), _) | (_, InterfaceSelection::All) => {
+                                InterfaceSelection::All
+                            }
+                            (
+                                Some(InterfaceSelection::Only(mut a)),
+                                InterfaceSelection::Only(b),
+                            ) => {
+                                a.extend(b.iter().cloned());
+                                InterfaceSelection::Only(a)
+                            }
+                            (None, selection) => selection.clone(),
+                        };
+                        wanted.insert(*ip, merged);
+                    }
+                    let names = match &interfaces {
+                        InterfaceSelection::All => Vec::new(),
+                        InterfaceSelection::Only(names) => names.iter().cloned().collect(),
+                    };
+                    status.insert(key.clone(), L2Status { interfaces: names });
+                    ServiceState {
+                        ips: service.ips.clone(),
+                        announced: true,
+                        reason: None,
+                        owner: None,
+                    }
+                }
+                L2Outcome::Withdraw { reason, owner } => ServiceState {
+                    ips: service.ips.clone(),
+                    announced: false,
+                    reason: Some(reason),
+                    owner,
+                },
+            };
+            services.insert(key.clone(), state);
+        }
+        if leaving {
+            // Hand over: keep what we announce (successors take it), take nothing new.
+            wanted.retain(|ip, _| self.announced.contains_key(ip));
+            status.retain(|key, _| self.status.contains_key(key));
+        }
+        let mut actions = Vec::new();
+        for ip in self.announced.keys() {
+            if !wanted.contains_key(ip) {
+                actions.push(Action::Withdraw { ip: *ip });
+            }
+        }
+        for (ip, selection) in &wanted {
+            if self.announced.get(ip) != Some(selection) {
+                actions.push(Action::Announce {
+                    ip: *ip,
+                    selection: selection.clone(),
+                });
+            }
+        }
+        let claims_changed = self.announced.keys().ne(wanted.keys());
+        if claims_changed {
+            actions.push(Action::Claims(wanted.keys().copied().collect()));
+        }
+        for key in self.status.keys() {
+            if !status.contains_key(key) {
+                actions.push(Action::Status(key.clone(), None));
+            }
+        }
+        for (key, entry) in &status {
+            if self.status.get(key) != Some(entry) {
+                if !self.status.contains_key(key) {
+                    let ips = snapshot
+                        .services
+                        .get(key)
+                        .map(|s| s.ips.clone())
+                        .unwrap_or_default();
+                    actions.push(Action::Assigned(key.clone(), ips));
+                }
+                actions.push(Action::Status(key.clone(), Some(entry.clone())));
+            }
+        }
+        self.announced = wanted;
+        self.status = status;
+        self.services = services;
+        actions
+    }
+
+    /// During a handover: true once every IP this node announces is claimed by another active
+    /// member (the successors have taken over), or there is nothing left.
+    pub fn handover_done(&self, members: &Members) -> bool {
+        let Some(members) = members else {
+            return true;
+        };
+        self.announced.keys().all(|ip| {
+            members
+                .iter()
+                .any(|(name, m)| name != &self.me && m.active && m.claims.contains(ip))
+        })
+    }
+
+    /// Withdraws everything (end of a handover, or shutdown).
+    pub fn withdraw_all(&mut self) -> Vec<Action> {
+        let mut actions: Vec<Action> = self
+            .announced
+            .keys()
+            .map(|ip| Action::Withdraw { ip: *ip })
+            .collect();
+        actions.push(Action::Claims(BTreeSet::new()));
+        self.announced.clear();
+        actions
+    }
+}

@@ -1,0 +1,130 @@
+//! The speaker's metrics (MetalLB's names where MetalLB has one) and health flags.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ironlb_announce::l2::metrics::L2Metrics;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels of `metallb_speaker_announced`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnnouncedLabels {
+    /// `namespace/name`.
+    pub service: String,
+    /// `layer2` or `bgp`.
+    pub protocol: String,
+    /// This node.
+    pub node: String,
+    /// The IP.
+    pub ip: String,
+}
+
+/// Labels naming a child actor.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChildLabels {
+    /// The child's role (`layer2`, `membership`, …).
+    pub child: String,
+}
+
+/// Every metric of one speaker.
+#[derive(Debug, Default)]
+pub struct SpeakerMetrics {
+    /// `metallb_speaker_announced{service,protocol,node,ip}` = 1 while announced.
+    pub announced: Family<AnnouncedLabels, Gauge>,
+    /// `metallb_k8s_client_updates_total`: watch events applied.
+    pub updates: Counter,
+    /// `metallb_k8s_client_update_errors_total`: watch and write errors.
+    pub update_errors: Counter,
+    /// `metallb_k8s_client_config_loaded_bool`.
+    pub config_loaded: Gauge,
+    /// `metallb_k8s_client_config_stale_bool`.
+    pub config_stale: Gauge,
+    /// `ironlb_speaker_api_reachable_bool`: 0 while the watches fail (announcing continues
+    /// from the last known state).
+    pub api_reachable: Gauge,
+    /// `ironlb_speaker_child_restarts_total{child}`.
+    pub restarts: Family<ChildLabels, Counter>,
+    /// `ironlb_speaker_status_writes_total`.
+    pub status_writes: Counter,
+    /// The layer 2 responder metrics (`metallb_layer2_*`).
+    pub layer2: L2Metrics,
+    ready: AtomicBool,
+}
+
+impl SpeakerMetrics {
+    /// Registers everything.
+    pub fn registry(&self) -> Registry {
+        let mut registry = Registry::default();
+        registry.register(
+            "metallb_speaker_announced",
+            "Services being announced from this node",
+            self.announced.clone(),
+        );
+        registry.register(
+            "metallb_k8s_client_updates",
+            "Number of k8s object updates that have been processed",
+            self.updates.clone(),
+        );
+        registry.register(
+            "metallb_k8s_client_update_errors",
+            "Number of k8s object updates that failed for some reason",
+            self.update_errors.clone(),
+        );
+        registry.register(
+            "metallb_k8s_client_config_loaded_bool",
+            "1 if the MetalLB configuration was successfully loaded at least once",
+            self.config_loaded.clone(),
+        );
+        registry.register(
+            "metallb_k8s_client_config_stale_bool",
+            "1 if running on a stale configuration, because the latest config failed to load",
+            self.config_stale.clone(),
+        );
+        registry.register(
+            "ironlb_speaker_api_reachable_bool",
+            "0 while the API server cannot be watched (announcing continues from the last state)",
+            self.api_reachable.clone(),
+        );
+        registry.register(
+            "ironlb_speaker_child_restarts",
+            "Child actors restarted by the supervisor",
+            self.restarts.clone(),
+        );
+        registry.register(
+            "ironlb_speaker_status_writes",
+            "ServiceL2Status writes and deletes done",
+            self.status_writes.clone(),
+        );
+        self.layer2.register(&mut registry);
+        registry
+    }
+
+    /// Sets the announced gauge of one (service, ip).
+    pub fn set_announced(&self, service: &str, node: &str, ip: IpAddr, announced: bool) {
+        let labels = AnnouncedLabels {
+            service: service.to_owned(),
+            protocol: "layer2".to_owned(),
+            node: node.to_owned(),
+            ip: ip.to_string(),
+        };
+        if announced {
+            self.announced.get_or_create(&labels).set(1);
+        } else {
+            self.announced.remove(&labels);
+        }
+    }
+
+    /// `/readyz`: the first cluster snapshot is in.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Marks ready.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+}
