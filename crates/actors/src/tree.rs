@@ -1096,17 +1096,20 @@ fn l2_status_api(state: &StatusState) -> Api<DynamicObject> {
     )
 }
 
+/// One status write: the Service, what was wanted, and the object name (None: deleted).
+type WriteResult = (
+    ServiceKey,
+    Option<L2Status>,
+    Result<Option<String>, kube::Error>,
+);
+
 /// Writes everything pending; returns true if something failed (kept pending).
 async fn flush(state: &mut StatusState) -> bool {
     let api = l2_status_api(state);
     let node = state.shared.config.node.clone();
     let pending = std::mem::take(&mut state.pending);
     let names = state.names.clone();
-    let results: Vec<(
-        ServiceKey,
-        Option<L2Status>,
-        Result<Option<String>, kube::Error>,
-    )> = futures::stream::iter(pending)
+    let results: Vec<WriteResult> = futures::stream::iter(pending)
         .map(|(key, desired)| {
             let api = api.clone();
             let node = node.clone();
