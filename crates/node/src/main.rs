@@ -38,6 +38,8 @@ enum Command {
     ConvertConfig(cmd::convert::Args),
     /// Print the IP every LoadBalancer Service of a set of manifests would get (offline).
     Plan(cmd::plan::Args),
+    /// The speaker: announce Service IPs from this node (MetalLB's speaker, layer 2).
+    Speaker(cmd::speaker::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Config(command) => cmd::config::run(command),
         Command::ConvertConfig(args) => cmd::convert::run(args),
         Command::Plan(args) => cmd::plan::run(args),
+        Command::Speaker(args) => cmd::speaker::run(args),
     };
     match result {
         Ok(code) => code,

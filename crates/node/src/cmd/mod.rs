@@ -6,3 +6,4 @@ pub(crate) mod bgp_announce;
 pub(crate) mod config;
 pub(crate) mod convert;
 pub(crate) mod plan;
+pub(crate) mod speaker;
