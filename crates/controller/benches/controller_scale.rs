@@ -132,7 +132,14 @@ impl ControllerProcess {
         response.starts_with("HTTP/1.1 200")
     }
 
-    fn kill(mut self) {
+    fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for ControllerProcess {
+    /// Kills the controller also when the benchmark fails.
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
