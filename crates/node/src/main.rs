@@ -34,6 +34,8 @@ enum Command {
     /// Offline tools for a set of metallb.io manifests.
     #[command(subcommand)]
     Config(cmd::config::Command),
+    /// The controller: allocate an IP to every LoadBalancer Service (MetalLB's controller).
+    Controller(cmd::controller::Args),
     /// Convert MetalLB's legacy `config` ConfigMap into metallb.io objects (YAML on stdout).
     ConvertConfig(cmd::convert::Args),
     /// Print the IP every LoadBalancer Service of a set of manifests would get (offline).
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Apiserver(args) => cmd::apiserver::run(args),
         Command::BgpAnnounce(args) => cmd::bgp_announce::run(args),
         Command::Config(command) => cmd::config::run(command),
+        Command::Controller(args) => cmd::controller::run(args),
         Command::ConvertConfig(args) => cmd::convert::run(args),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Speaker(args) => cmd::speaker::run(args),

@@ -4,6 +4,7 @@ pub(crate) mod announce;
 pub(crate) mod apiserver;
 pub(crate) mod bgp_announce;
 pub(crate) mod config;
+pub(crate) mod controller;
 pub(crate) mod convert;
 pub(crate) mod plan;
 pub(crate) mod speaker;
