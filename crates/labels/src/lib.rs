@@ -50,7 +50,9 @@ pub enum Operator {
 #[non_exhaustive]
 pub enum SelectorError {
     /// An operator name that Kubernetes does not know.
-    #[error("unknown operator {operator:?} for key {key:?}: must be In, NotIn, Exists or DoesNotExist")]
+    #[error(
+        "unknown operator {operator:?} for key {key:?}: must be In, NotIn, Exists or DoesNotExist"
+    )]
     UnknownOperator {
         /// The key of the requirement.
         key: String,
@@ -336,12 +338,13 @@ fn validate_key(key: &str) -> Result<(), SelectorError> {
     let name = match key.rsplit_once('/') {
         Some((prefix, name)) => {
             if prefix.is_empty() || prefix.len() > LABEL_PREFIX_LEN_MAX {
-                return Err(invalid("prefix must be a DNS subdomain of 1 to 253 characters"));
+                return Err(invalid(
+                    "prefix must be a DNS subdomain of 1 to 253 characters",
+                ));
             }
-            if !prefix
-                .split('.')
-                .all(|l| !l.is_empty() && is_alnum_dash(l) && !l.starts_with('-') && !l.ends_with('-'))
-                || prefix.chars().any(|c| c.is_ascii_uppercase())
+            if !prefix.split('.').all(|l| {
+                !l.is_empty() && is_alnum_dash(l) && !l.starts_with('-') && !l.ends_with('-')
+            }) || prefix.chars().any(|c| c.is_ascii_uppercase())
             {
                 return Err(invalid("prefix must be a lower-case DNS subdomain"));
             }
@@ -389,7 +392,8 @@ fn is_qualified_name_part(s: &str) -> bool {
     let first_last_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
     first_last_ok(s.chars().next())
         && first_last_ok(s.chars().last())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 #[cfg(test)]
@@ -397,7 +401,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -409,15 +416,60 @@ mod tests {
             want: bool,
         }
         let cases = [
-            Case { desc: "empty matches all", selector: "", labels: &[], want: true },
-            Case { desc: "equals", selector: "a=b", labels: &[("a", "b")], want: true },
-            Case { desc: "double equals", selector: "a==b", labels: &[("a", "c")], want: false },
-            Case { desc: "not equals absent key", selector: "a!=b", labels: &[], want: true },
-            Case { desc: "in", selector: "app in (a, b)", labels: &[("app", "b")], want: true },
-            Case { desc: "in miss", selector: "app in (a,b)", labels: &[("app", "c")], want: false },
-            Case { desc: "notin absent", selector: "app notin (a)", labels: &[], want: true },
-            Case { desc: "exists", selector: "a", labels: &[("a", "")], want: true },
-            Case { desc: "not exists", selector: "!a", labels: &[("a", "x")], want: false },
+            Case {
+                desc: "empty matches all",
+                selector: "",
+                labels: &[],
+                want: true,
+            },
+            Case {
+                desc: "equals",
+                selector: "a=b",
+                labels: &[("a", "b")],
+                want: true,
+            },
+            Case {
+                desc: "double equals",
+                selector: "a==b",
+                labels: &[("a", "c")],
+                want: false,
+            },
+            Case {
+                desc: "not equals absent key",
+                selector: "a!=b",
+                labels: &[],
+                want: true,
+            },
+            Case {
+                desc: "in",
+                selector: "app in (a, b)",
+                labels: &[("app", "b")],
+                want: true,
+            },
+            Case {
+                desc: "in miss",
+                selector: "app in (a,b)",
+                labels: &[("app", "c")],
+                want: false,
+            },
+            Case {
+                desc: "notin absent",
+                selector: "app notin (a)",
+                labels: &[],
+                want: true,
+            },
+            Case {
+                desc: "exists",
+                selector: "a",
+                labels: &[("a", "")],
+                want: true,
+            },
+            Case {
+                desc: "not exists",
+                selector: "!a",
+                labels: &[("a", "x")],
+                want: false,
+            },
             Case {
                 desc: "and",
                 selector: "app in (a,b),!legacy,tier=web",
@@ -432,14 +484,23 @@ mod tests {
             },
         ];
         for c in cases {
-            let selector = Selector::parse(c.selector).unwrap_or_else(|e| panic!("{}: {e}", c.desc));
+            let selector =
+                Selector::parse(c.selector).unwrap_or_else(|e| panic!("{}: {e}", c.desc));
             assert_eq!(selector.matches(&labels(c.labels)), c.want, "{}", c.desc);
         }
     }
 
     #[test]
     fn string_form_errors() {
-        for bad in ["a in b", "a in (", "a)", "a foo (b)", "-a=b", "a=-b", "app in ()"] {
+        for bad in [
+            "a in b",
+            "a in (",
+            "a)",
+            "a foo (b)",
+            "-a=b",
+            "a=-b",
+            "app in ()",
+        ] {
             assert!(Selector::parse(bad).is_err(), "{bad:?} must be rejected");
         }
     }
