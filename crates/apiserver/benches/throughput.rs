@@ -303,8 +303,9 @@ fn main() {
         println!("writes overall: {writes:.0} /s (create + patch-status)");
 
         handle.close_watches();
+        // Closed watches end their chunked bodies but the connections stay open: stop readers.
         for task in watch_tasks {
-            let _ = task.await;
+            task.abort();
         }
         handle.compact();
         tokio::time::sleep(Duration::from_millis(300)).await;
