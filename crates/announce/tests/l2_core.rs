@@ -697,9 +697,9 @@ fn metrics_are_registered_with_metallb_names() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     for needle in [
-        "metallb_layer2_requests_received_total{ip=\"10.0.0.100\"} 1",
-        "metallb_layer2_gratuitous_sent_total{ip=\"fd00::100\"} 1",
-        "# TYPE metallb_layer2_responses_sent counter",
+        "metallb_layer2_requests_received{ip=\"10.0.0.100\"} 1",
+        "metallb_layer2_gratuitous_sent{ip=\"fd00::100\"} 1",
+        "# TYPE metallb_layer2_responses_sent gauge",
         "# TYPE ironlb_layer2_duplicate_answers counter",
         "ironlb_layer2_frames_dropped_total{reason=\"truncated\"} 1",
     ] {

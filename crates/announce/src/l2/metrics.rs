@@ -1,13 +1,17 @@
 //! Layer 2 metrics, with MetalLB's names.
 //!
-//! prometheus-client exposes counters in OpenMetrics form, so each sample carries a `_total`
-//! suffix (`metallb_layer2_requests_received_total{ip="…"}`); the family names are MetalLB's.
+//! MetalLB's Go client exposes its layer 2 counters without a `_total` suffix
+//! (`metallb_layer2_requests_received{ip="…"}`), and dashboards query those names. prometheus-client
+//! appends `_total` to every counter sample, so the three MetalLB families are monotonic gauges
+//! (only ever incremented): the sample names match MetalLB's exactly and `rate()` works on them.
+//! ironlb's own counters keep the OpenMetrics `_total` form.
 
 use std::net::IpAddr;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// The `ip` label.
@@ -28,11 +32,11 @@ pub struct ReasonLabel {
 #[derive(Debug, Clone, Default)]
 pub struct L2Metrics {
     /// Requests (ARP request / NS) received for an announced IP.
-    pub requests_received: Family<IpLabel, Counter>,
+    pub requests_received: Family<IpLabel, Gauge>,
     /// Replies sent.
-    pub responses_sent: Family<IpLabel, Counter>,
+    pub responses_sent: Family<IpLabel, Gauge>,
     /// Gratuitous ARP / unsolicited NA frames sent.
-    pub gratuitous_sent: Family<IpLabel, Counter>,
+    pub gratuitous_sent: Family<IpLabel, Gauge>,
     /// Answers for one of our IPs from another MAC.
     pub duplicate_answers: Family<IpLabel, Counter>,
     /// Frames dropped by the responder that were addressed to it but broken.
@@ -74,8 +78,8 @@ impl L2Metrics {
         );
     }
 
-    /// Counter of `family` for `ip`.
-    pub fn ip(family: &Family<IpLabel, Counter>, ip: IpAddr) -> Counter {
+    /// The metric of `family` for `ip`.
+    pub fn ip<M: Default + Clone>(family: &Family<IpLabel, M>, ip: IpAddr) -> M {
         family
             .get_or_create(&IpLabel { ip: ip.to_string() })
             .clone()

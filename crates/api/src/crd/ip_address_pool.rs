@@ -42,7 +42,7 @@ pub struct IPAddressPoolSpec {
     #[serde(default = "default_true")]
     pub auto_assign: bool,
     /// Skip every IPv4 address ending in `.0` or `.255`.
-    #[serde(default, rename = "avoidBuggyIPs", skip_serializing_if = "is_false")]
+    #[serde(default, rename = "avoidBuggyIPs")]
     pub avoid_buggy_ips: bool,
     /// Which services may use this pool, and with what priority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
