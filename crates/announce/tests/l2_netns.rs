@@ -261,7 +261,10 @@ fn takeover_switches_the_client_neighbour_entry() {
     }
 
     let mut capture = topology.command("c", "tcpdump");
+    // --immediate-mode: without it libpcap hands packets over in blocks (up to its 1 s buffer
+    // timeout), so a capture read right after the switch can still be empty.
     capture.args([
+        "--immediate-mode",
         "-l",
         "-n",
         "-e",
@@ -294,9 +297,19 @@ fn takeover_switches_the_client_neighbour_entry() {
         switched.push((ip, start.elapsed()));
     }
     eprintln!("neighbour entries switched (since the new announcer was spawned): {switched:?}");
-    std::thread::sleep(Duration::from_millis(50));
-    let lines = capture.lines();
+    // The frames have reached the client (its neighbour table switched); give tcpdump a bounded
+    // time to print them.
     let new_mac = macs[1].to_string();
+    let garp_request = format!("Request who-has {VIP4} (ff:ff:ff:ff:ff:ff) tell {VIP4}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut lines = capture.lines();
+    while Instant::now() < deadline
+        && !(lines.iter().any(|l| l.contains(&garp_request))
+            && lines.iter().any(|l| l.contains(&format!("tgt is {VIP6}"))))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        lines = capture.lines();
+    }
     assert!(
         lines.iter().any(|l| l.starts_with_ts_and(&new_mac)
             && l.contains(&format!(
@@ -338,7 +351,7 @@ fn interface_limit_and_exclusion_are_honoured() {
     let excluded = topology.connect("n1", "veth1").unwrap();
     assert_ne!(limited, macs[0]);
     let mut capture = topology.command("c", "tcpdump");
-    capture.args(["-l", "-n", "-e", "-i", "eth0", "arp"]);
+    capture.args(["--immediate-mode", "-l", "-n", "-e", "-i", "eth0", "arp"]);
     let capture = Background::spawn(capture);
     capture.wait_for("listening on", Duration::from_secs(10));
 
@@ -415,7 +428,7 @@ fn a_new_interface_is_picked_up_and_announced() {
         "eth0",
     );
     let mut capture = topology.command("c", "tcpdump");
-    capture.args(["-l", "-n", "-e", "-i", "eth0", "arp"]);
+    capture.args(["--immediate-mode", "-l", "-n", "-e", "-i", "eth0", "arp"]);
     let capture = Background::spawn(capture);
     capture.wait_for("listening on", Duration::from_secs(10));
 
