@@ -7,6 +7,7 @@ packages=(
   build-essential pkg-config          # C toolchain for -sys crates (ring)
   iproute2 iputils-ping ethtool       # network namespaces, veth, bridges
   arping ndisc6 tcpdump curl          # L2 tests: Linux's own ARP/NDP tools, captures, HTTP client
+  procps                              # kill(1), used by the BGP interop tests to SIGSTOP a peer
   frr bird2 gobgpd                    # BGP/BFD interop peers
   serf keepalived                     # peers the failover benchmarks compare against
 )
