@@ -23,6 +23,12 @@
 //!   only after the tag verifies.
 //! * **Keyring**: the primary key seals; every key in the ring opens, so a key can rotate without a
 //!   partition.
+//! * **Insecure mode** ([`Keyring::insecure`], the speaker's `--gossip-insecure`): the same layout
+//!   with envelope version [`ENVELOPE_VERSION_INSECURE`], key id 0, the plaintext in clear and, in
+//!   place of the GCM tag, the first 16 bytes of SHA-256 over the AAD and the plaintext. That
+//!   catches corruption and datagrams for another cluster or protocol version, but anyone on the
+//!   path can read and forge them. A sealed node drops insecure datagrams and an insecure node
+//!   drops sealed ones, both as [`DropReason::ModeMismatch`]: the two modes never mix silently.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,6 +40,8 @@ use ring::hkdf;
 
 /// Envelope version in byte 0.
 pub const ENVELOPE_VERSION: u8 = 1;
+/// Envelope version in byte 0 of an unencrypted datagram ([`Keyring::insecure`]).
+pub const ENVELOPE_VERSION_INSECURE: u8 = 2;
 /// The gossip protocol version, bound into every datagram's AAD.
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Fixed HKDF salt.
@@ -78,11 +86,14 @@ pub enum DropReason {
     Malformed,
     /// Decoded, but the protocol rejected it (for example, a datagram from ourselves).
     Rejected,
+    /// An unencrypted datagram reached a node with a key, or a sealed one reached a node in
+    /// insecure mode ([`Keyring::insecure`]).
+    ModeMismatch,
 }
 
 impl DropReason {
     /// Every reason, for metrics.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Truncated,
         Self::Oversized,
         Self::UnsupportedVersion,
@@ -92,6 +103,7 @@ impl DropReason {
         Self::Replay,
         Self::Malformed,
         Self::Rejected,
+        Self::ModeMismatch,
     ];
 
     /// The `reason` label value.
@@ -106,6 +118,7 @@ impl DropReason {
             Self::Replay => "replay",
             Self::Malformed => "malformed",
             Self::Rejected => "rejected",
+            Self::ModeMismatch => "mode_mismatch",
         }
     }
 }
@@ -205,9 +218,11 @@ fn derive(name: &str, secret: &[u8]) -> Result<DerivedKey, KeyError> {
     })
 }
 
-/// The keys of a cluster: the primary seals, every key opens.
+/// The keys of a cluster: the primary seals, every key opens. Or, only when asked for
+/// explicitly, no key at all ([`Keyring::insecure`]).
 pub struct Keyring {
     keys: Vec<DerivedKey>,
+    insecure: bool,
 }
 
 impl Keyring {
@@ -237,7 +252,25 @@ impl Keyring {
         if keys.is_empty() {
             return Err(KeyError::TooMany { keys: 0 });
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            insecure: false,
+        })
+    }
+
+    /// No encryption: datagrams travel in clear, with a checksum only (see the module doc). For
+    /// the speaker's explicit `--gossip-insecure`, never a fallback when a key is missing. Nodes
+    /// in this mode and sealed nodes drop each other's datagrams ([`DropReason::ModeMismatch`]).
+    pub fn insecure() -> Self {
+        Self {
+            keys: Vec::new(),
+            insecure: true,
+        }
+    }
+
+    /// Whether this is the unencrypted mode of [`Keyring::insecure`].
+    pub fn is_insecure(&self) -> bool {
+        self.insecure
     }
 
     fn primary(&self) -> Option<&DerivedKey> {
@@ -256,6 +289,7 @@ impl fmt::Debug for Keyring {
         formatter
             .debug_struct("Keyring")
             .field("keys", &names)
+            .field("insecure", &self.insecure)
             .finish()
     }
 }
@@ -304,6 +338,20 @@ pub struct SealedTransport {
     mtu_bytes: usize,
     windows: BTreeMap<(SocketAddr, [u8; 4]), ReplayWindow>,
     touches: u64,
+}
+
+/// The insecure mode's integrity check: SHA-256 over the AAD and the plaintext, first 16 bytes. Not
+/// an authenticator (no key): it only catches corruption and mismatched clusters or versions.
+fn checksum(aad: &[u8], plaintext: &[u8]) -> [u8; TAG_BYTES] {
+    let mut context = digest::Context::new(&digest::SHA256);
+    context.update(aad);
+    context.update(plaintext);
+    let digest = context.finish();
+    let mut sum = [0u8; TAG_BYTES];
+    for (out, byte) in sum.iter_mut().zip(digest.as_ref()) {
+        *out = *byte;
+    }
+    sum
 }
 
 /// The 2-byte tag of a cluster name, in clear in every header.
@@ -369,18 +417,32 @@ impl SealedTransport {
                 mtu_bytes: self.mtu_bytes,
             });
         }
-        let key = self.keyring.primary().ok_or(SealError::Aead)?;
+        let insecure = self.keyring.is_insecure();
+        let key = match self.keyring.primary() {
+            Some(key) => Some(key),
+            None if insecure => None,
+            None => return Err(SealError::Aead),
+        };
         let counter = self.counter;
         self.counter = counter.checked_add(1).ok_or(SealError::NonceExhausted)?;
         let mut nonce = [0u8; 12];
         nonce[..4].copy_from_slice(&self.boot_id);
         nonce[4..].copy_from_slice(&counter.to_be_bytes());
         let mut out = Vec::with_capacity(bytes);
-        out.push(ENVELOPE_VERSION);
+        out.push(if insecure {
+            ENVELOPE_VERSION_INSECURE
+        } else {
+            ENVELOPE_VERSION
+        });
         out.extend_from_slice(&self.cluster_tag.to_be_bytes());
-        out.extend_from_slice(&key.id.to_be_bytes());
+        out.extend_from_slice(&key.map_or(0, |k| k.id).to_be_bytes());
         out.extend_from_slice(&nonce);
         let aad = self.aad(&out);
+        let Some(key) = key else {
+            out.extend_from_slice(plaintext);
+            out.extend_from_slice(&checksum(&aad, plaintext));
+            return Ok(out);
+        };
         let mut body = plaintext.to_vec();
         let tag = key
             .key
@@ -418,34 +480,58 @@ impl SealedTransport {
                 .array::<8>("counter")
                 .map_err(|_| DropReason::Truncated)?,
         );
-        if version != ENVELOPE_VERSION {
-            return Err(DropReason::UnsupportedVersion);
+        match (version, self.keyring.is_insecure()) {
+            (ENVELOPE_VERSION, false) | (ENVELOPE_VERSION_INSECURE, true) => {}
+            (ENVELOPE_VERSION, true) | (ENVELOPE_VERSION_INSECURE, false) => {
+                return Err(DropReason::ModeMismatch)
+            }
+            _ => return Err(DropReason::UnsupportedVersion),
         }
         if tag != self.cluster_tag {
             return Err(DropReason::WrongCluster);
         }
-        let key = self.keyring.find(key_id).ok_or(DropReason::UnknownKey)?;
+        let key = if self.keyring.is_insecure() {
+            if key_id != 0 {
+                return Err(DropReason::UnknownKey);
+            }
+            None
+        } else {
+            Some(self.keyring.find(key_id).ok_or(DropReason::UnknownKey)?)
+        };
         let window_key = (from, boot_id);
         if let Some(window) = self.windows.get(&window_key) {
             if !window.check(counter) {
                 return Err(DropReason::Replay);
             }
         }
-        let mut nonce = [0u8; 12];
-        nonce[..4].copy_from_slice(&boot_id);
-        nonce[4..].copy_from_slice(&counter.to_be_bytes());
         let aad = self.aad(header);
-        let mut body = sealed.to_vec();
-        let plaintext_len = key
-            .key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&aad),
-                &mut body,
-            )
-            .map_err(|_| DropReason::AuthFailed)?
-            .len();
-        body.truncate(plaintext_len);
+        let body = match key {
+            Some(key) => {
+                let mut nonce = [0u8; 12];
+                nonce[..4].copy_from_slice(&boot_id);
+                nonce[4..].copy_from_slice(&counter.to_be_bytes());
+                let mut body = sealed.to_vec();
+                let plaintext_len = key
+                    .key
+                    .open_in_place(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(&aad),
+                        &mut body,
+                    )
+                    .map_err(|_| DropReason::AuthFailed)?
+                    .len();
+                body.truncate(plaintext_len);
+                body
+            }
+            None => {
+                // Length checked above: at least TAG_BYTES follow the header.
+                let (plaintext, sum) = sealed.split_at(sealed.len() - TAG_BYTES);
+                if checksum(&aad, plaintext) != sum {
+                    return Err(DropReason::AuthFailed);
+                }
+                plaintext.to_vec()
+            }
+        };
         self.touches += 1;
         let touched = self.touches;
         if !self.windows.contains_key(&window_key) && self.windows.len() >= REPLAY_SENDERS_MAX {
@@ -619,6 +705,49 @@ mod tests {
         assert!(sender_new
             .open(from(), &sender_old.seal(b"c").unwrap())
             .is_ok());
+    }
+
+    #[test]
+    fn insecure_mode_is_explicit_and_never_mixes_with_sealed() {
+        let mut plain_a = SealedTransport::new("c", Keyring::insecure(), 1400, [1; 4], 0);
+        let mut plain_b = SealedTransport::new("c", Keyring::insecure(), 1400, [2; 4], 0);
+        let mut sealed = transport("c", SECRET, 3);
+        let datagram = plain_a.seal(b"hello").unwrap();
+        assert_eq!(
+            datagram.len(),
+            5 + OVERHEAD_BYTES,
+            "same overhead as sealed"
+        );
+        assert_eq!(datagram[0], ENVELOPE_VERSION_INSECURE);
+        assert_eq!(
+            &datagram[HEADER_BYTES..HEADER_BYTES + 5],
+            b"hello",
+            "in clear"
+        );
+        assert_eq!(plain_b.open(from(), &datagram).unwrap(), b"hello");
+        assert_eq!(plain_b.open(from(), &datagram), Err(DropReason::Replay));
+        assert_eq!(
+            sealed.open(from(), &datagram),
+            Err(DropReason::ModeMismatch)
+        );
+        assert_eq!(
+            plain_b.open(from(), &sealed.seal(b"x").unwrap()),
+            Err(DropReason::ModeMismatch)
+        );
+        // The checksum catches every flipped bit; another cluster name is refused.
+        let datagram = plain_a.seal(b"hello world").unwrap();
+        for bit in 0..datagram.len() * 8 {
+            let mut flipped = datagram.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(plain_b.open(from(), &flipped).is_err(), "bit {bit}");
+        }
+        let mut other = SealedTransport::new("other", Keyring::insecure(), 1400, [4; 4], 0);
+        assert_eq!(
+            plain_b.open(from(), &other.seal(b"x").unwrap()),
+            Err(DropReason::WrongCluster)
+        );
+        assert!(Keyring::insecure().is_insecure());
+        assert!(!Keyring::new(SECRET).unwrap().is_insecure());
     }
 
     #[test]

@@ -434,3 +434,54 @@ fn a_cluster_started_converged_detects_a_death() {
         .count();
     assert_eq!(wrong, 0);
 }
+
+#[test]
+fn an_insecure_cluster_works_and_never_mixes_with_a_sealed_one() {
+    let mut net = SimNetwork::new(21);
+    let addrs: Vec<SocketAddr> = (0..3).map(sim_addr).collect();
+    for (index, addr) in addrs.iter().enumerate() {
+        net.add(
+            config(),
+            &name(index as u32),
+            1000,
+            *addr,
+            Keyring::insecure(),
+        );
+    }
+    let sealed = sim_addr(40);
+    net.add(config(), "sealed", 1000, sealed, keyring());
+    for addr in &addrs {
+        net.input(*addr, Input::Join(vec![addrs[0]]));
+    }
+    net.input(sealed, Input::Join(addrs.clone()));
+    // A misconfigured seed list: an insecure member also announces to the sealed one.
+    net.input(addrs[1], Input::Join(vec![sealed]));
+    net.run_for(Duration::from_secs(3));
+    for addr in &addrs {
+        let member = net.member(*addr).unwrap();
+        assert_eq!(member.active_names().len(), 3, "{addr}");
+        assert!(member
+            .members()
+            .iter()
+            .all(|m| m.id.name.as_str() != "sealed"));
+    }
+    assert!(net.member(sealed).unwrap().members().is_empty());
+    assert!(
+        net.member(addrs[0])
+            .unwrap()
+            .metrics()
+            .dropped_count(DropReason::ModeMismatch)
+            > 0
+    );
+    assert!(
+        net.member(sealed)
+            .unwrap()
+            .metrics()
+            .dropped_count(DropReason::ModeMismatch)
+            > 0
+    );
+    // Detection works the same without encryption.
+    net.kill(addrs[2]);
+    net.run_for(Duration::from_secs(2));
+    assert!(net.first_seen(addrs[0], is_down_of(addrs[2])).is_some());
+}
