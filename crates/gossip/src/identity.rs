@@ -7,8 +7,24 @@ use std::net::SocketAddr;
 pub const NODE_NAME_BYTES_MAX: usize = 253;
 
 /// A Kubernetes node name, validated as an RFC 1123 subdomain (lower-case letters, digits, `-`, `.`).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Serialised as a string; deserialising validates it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct NodeName(String);
+
+impl TryFrom<String> for NodeName {
+    type Error = NodeNameError;
+
+    fn try_from(name: String) -> Result<Self, NodeNameError> {
+        Self::new(name)
+    }
+}
+
+impl From<NodeName> for String {
+    fn from(name: NodeName) -> Self {
+        name.0
+    }
+}
 
 impl NodeName {
     /// Validates `name` and wraps it.
@@ -94,7 +110,9 @@ pub enum NodeNameError {
 /// The incarnation is chosen at start (the driver uses the boot time in milliseconds since the Unix
 /// epoch) and only grows: a restarted node has a larger incarnation, so it is never confused with its
 /// previous life, and a node that the cluster declared down rejoins with `incarnation + 1`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct MemberId {
     /// The Kubernetes node name.
     pub name: NodeName,

@@ -24,8 +24,9 @@ pub const SEEDS_MAX: usize = 1024;
 /// Most rounds of "run foca, derive events, push news" per input.
 const ROUNDS_MAX: usize = 4;
 
-/// An input to [`Membership::handle`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An input to [`Membership::handle`]. Serialisable (serde), so a simulator can record and replay
+/// traces; `now` is passed beside it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Input {
     /// A datagram arrived on the gossip socket.
     Datagram {
@@ -47,8 +48,8 @@ pub enum Input {
     Leave,
 }
 
-/// An output, read with [`Membership::poll_action`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An output, read with [`Membership::poll_action`]. Serialisable (serde).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     /// Send this sealed datagram.
     Send {
@@ -62,7 +63,7 @@ pub enum Action {
 }
 
 /// A membership change, always about one life ([`MemberId`]) of a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum MemberEvent {
     /// A life joined (first contact, restart with a new incarnation, or rejoin after a partition).
@@ -80,7 +81,9 @@ pub enum MemberEvent {
 }
 
 /// How we see a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Liveness {
     /// Answers probes.
     Alive,
@@ -109,7 +112,7 @@ impl Liveness {
 }
 
 /// A member as we see it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemberSnapshot {
     /// The life.
     pub id: MemberId,

@@ -11,7 +11,7 @@ use crate::identity::{FocaId, MemberId, NodeName};
 use crate::wire::{decode_item, DecodeError, Item};
 
 /// What a node publishes about itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeState {
     /// The service IPs this node announces now (used by the election for stickiness and to detect
     /// split brain).

@@ -485,3 +485,48 @@ fn an_insecure_cluster_works_and_never_mixes_with_a_sealed_one() {
     net.run_for(Duration::from_secs(2));
     assert!(net.first_seen(addrs[0], is_down_of(addrs[2])).is_some());
 }
+
+#[test]
+fn inputs_and_outputs_round_trip_through_serde() {
+    let (mut net, addrs) = cluster(22, 3);
+    net.kill(addrs[2]);
+    net.run_for(Duration::from_secs(1));
+    let events: Vec<MemberEvent> = net.observations.iter().map(|o| o.event.clone()).collect();
+    assert!(events.iter().any(|e| matches!(e, MemberEvent::Down(_))));
+    let json = serde_json::to_string(&events).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Vec<MemberEvent>>(&json).unwrap(),
+        events
+    );
+    let inputs = vec![
+        Input::Datagram {
+            from: addrs[0],
+            bytes: vec![1, 2, 3],
+        },
+        Input::Timeout,
+        Input::Join(addrs.clone()),
+        Input::SetClaims(claims(&["192.0.2.1", "2001:db8::1"])),
+        Input::SetLeaving(true),
+        Input::Leave,
+    ];
+    let json = serde_json::to_string(&inputs).unwrap();
+    assert_eq!(serde_json::from_str::<Vec<Input>>(&json).unwrap(), inputs);
+    let action = ironlb_gossip::Action::Send {
+        to: addrs[1],
+        bytes: vec![9; 4],
+    };
+    let json = serde_json::to_string(&action).unwrap();
+    assert_eq!(
+        serde_json::from_str::<ironlb_gossip::Action>(&json).unwrap(),
+        action
+    );
+    let snapshots = net.member(addrs[0]).unwrap().members();
+    let json = serde_json::to_string(&snapshots).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Vec<ironlb_gossip::MemberSnapshot>>(&json).unwrap(),
+        snapshots
+    );
+    // Deserialising validates node names.
+    assert!(serde_json::from_str::<ironlb_gossip::NodeName>("\"Not_A_Node\"").is_err());
+    assert!(serde_json::from_str::<ironlb_gossip::NodeName>("\"node-1\"").is_ok());
+}
