@@ -24,6 +24,7 @@ pub mod driver;
 pub mod identity;
 pub mod membership;
 pub mod metrics;
+pub mod pages;
 pub mod seal;
 pub mod sim;
 pub mod state;
@@ -37,7 +38,7 @@ pub use membership::{
 pub use metrics::GossipMetrics;
 pub use seal::{DropReason, KeyError, Keyring, SealedTransport, PROTOCOL_VERSION};
 pub use state::NodeState;
-pub use wire::{DecodeError, CLAIMS_MAX};
+pub use wire::{DecodeError, CLAIMS_MAX, INLINE_CLAIMS_MAX};
 
 /// Opens and decodes one datagram the way [`Membership`] does, without a protocol behind it: for
 /// fuzzing that no bytes make the receive path panic. Returns the frame kind on success.
@@ -68,5 +69,8 @@ pub fn open_and_decode(
         wire::Frame::SyncRequest => wire::KIND_SYNC_REQUEST,
         wire::Frame::Goodbye(_) => wire::KIND_GOODBYE,
         wire::Frame::SuspectNotice(..) => wire::KIND_SUSPECT_NOTICE,
+        wire::Frame::PullRequest { .. } => wire::KIND_PULL_REQUEST,
+        wire::Frame::Directory(_) => wire::KIND_DIRECTORY,
+        wire::Frame::ClaimsPage(_) => wire::KIND_CLAIMS_PAGE,
     })
 }

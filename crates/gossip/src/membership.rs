@@ -13,9 +13,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{Config, ConfigError};
 use crate::identity::{FocaId, MemberId, NodeName};
 use crate::metrics::GossipMetrics;
+use crate::pages::{self, Layout, PageDigest, INLINE_CLAIMS_MAX};
 use crate::seal::{DropReason, Keyring, SealedTransport, OVERHEAD_BYTES, PROTOCOL_VERSION};
-use crate::state::{NodeState, SharedHandle, StateHandler, StateRecord};
-use crate::wire::{self, decode_frame, encode_item, Frame, Item, WireCodec, CLAIMS_MAX};
+use crate::state::{
+    NodeState, PagedHeader, SharedHandle, StateHandler, StateRecord, Summary, SummaryClaims,
+};
+use crate::wire::{
+    self, decode_frame, encode_item, ClaimsPage, Directory, Frame, Item, WireCodec, CLAIMS_MAX,
+};
 
 /// Most datagrams sent in answer to one sync request.
 pub const SYNC_REPLY_DATAGRAMS_MAX: usize = 32;
@@ -126,11 +131,21 @@ pub struct MemberSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StateError {
-    /// More claims than fit in one state record.
+    /// More claims than one node may publish.
     #[error("{claims} claimed IPs, more than the {CLAIMS_MAX} one node may publish")]
     TooManyClaims {
         /// How many were given.
         claims: usize,
+    },
+    /// The claims do not fit the most pages one node may use at this MTU.
+    #[error("{claims} claimed IPs do not fit {pages} pages of {page_bytes} bytes (the MTU is too small)")]
+    DoNotFit {
+        /// How many were given.
+        claims: usize,
+        /// The most pages at this MTU.
+        pages: usize,
+        /// Bytes of IPs per page at this MTU.
+        page_bytes: usize,
     },
 }
 
@@ -152,7 +167,33 @@ enum TimerKind {
         swim_incarnation: u16,
         remaining: u8,
     },
+    /// Ask an owner again for the pages of its pending summary.
+    Pull {
+        name: NodeName,
+        generation: u64,
+    },
 }
+
+/// Pages being collected from one owner (see [`crate::pages`]).
+#[derive(Debug, Clone)]
+struct Assembly {
+    directory: Directory,
+    pages: Vec<Option<Vec<IpAddr>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Pull {
+    /// Matches the armed retry timer.
+    generation: u64,
+    /// Requests sent without a complete answer.
+    attempts: u32,
+    assembly: Option<Assembly>,
+    /// Ask for every page (a digest collision made the last assembly inconsistent).
+    full: bool,
+}
+
+/// Requests for one owner's pages before giving up (about 10 s with the `lan` profile).
+const PULL_ATTEMPTS_MAX: u32 = 64;
 
 /// How many times a suspect is told directly (spread over the suspicion timeout).
 const SUSPECT_NOTICES: u8 = 4;
@@ -232,6 +273,11 @@ pub struct Membership {
     configured_members: usize,
     /// When the last indirect probe round was sent (for the stall guard in `handle_timeout`).
     indirect_probe_at: Option<Instant>,
+    /// Our claims' pages, when there are more than fit inline.
+    local_layout: Option<Layout>,
+    /// Pulls of other members' pages in progress, by name.
+    pulls: BTreeMap<NodeName, Pull>,
+    pull_generation: u64,
     metrics: GossipMetrics,
 }
 
@@ -335,6 +381,9 @@ impl Membership {
             sync_cursor: None,
             configured_members: 1,
             indirect_probe_at: None,
+            local_layout: None,
+            pulls: BTreeMap::new(),
+            pull_generation: 0,
             metrics: GossipMetrics::default(),
         };
         let sync_at = now + membership.jitter(membership.config.sync_interval);
@@ -431,15 +480,52 @@ impl Membership {
         self.actions.pop_front()
     }
 
-    /// Publishes the claims; fails if there are more than [`CLAIMS_MAX`].
+    /// Publishes the claims; fails if there are more than [`CLAIMS_MAX`] or they do not fit the
+    /// pages of this MTU ([`Input::SetClaims`] ignores such a set and keeps the previous one).
     pub fn set_claims(&mut self, now: Instant, claims: BTreeSet<IpAddr>) -> Result<(), StateError> {
+        self.layout_for(&claims)?;
+        self.handle(now, Input::SetClaims(claims));
+        Ok(())
+    }
+
+    /// The pages of `claims` (`None` when they fit inline), or why they cannot be published.
+    fn layout_for(&self, claims: &BTreeSet<IpAddr>) -> Result<Option<Layout>, StateError> {
         if claims.len() > CLAIMS_MAX {
             return Err(StateError::TooManyClaims {
                 claims: claims.len(),
             });
         }
-        self.handle(now, Input::SetClaims(claims));
-        Ok(())
+        if claims.len() <= INLINE_CLAIMS_MAX {
+            return Ok(None);
+        }
+        let plaintext_bytes = self.page_bytes_max();
+        let page_bytes =
+            plaintext_bytes.saturating_sub(wire::claims_page_overhead_bytes(&self.layout_id()));
+        let digest_room =
+            plaintext_bytes.saturating_sub(wire::directory_overhead_bytes(&self.layout_id()));
+        // The largest power of two whose digests fit a directory (and a pull request).
+        let mut pages_max = 1usize;
+        while pages_max * 2 * pages::PAGE_DIGEST_BYTES <= digest_room
+            && pages_max * 2 <= pages::PAGES_MAX
+        {
+            pages_max *= 2;
+        }
+        pages::layout(claims, page_bytes, pages_max)
+            .map(Some)
+            .ok_or(StateError::DoNotFit {
+                claims: claims.len(),
+                pages: pages_max,
+                page_bytes,
+            })
+    }
+
+    /// Our identity with the largest incarnation, so a rejoin (incarnation + 1) never makes a
+    /// page that fitted too large.
+    fn layout_id(&self) -> MemberId {
+        MemberId {
+            incarnation: u64::MAX,
+            ..self.me.clone()
+        }
     }
 
     /// Handles one input.
@@ -449,10 +535,14 @@ impl Membership {
             Input::Timeout => self.handle_timeout(now),
             Input::Join(seeds) => self.join(now, seeds),
             Input::SetClaims(claims) => {
-                if self.left || claims.len() > CLAIMS_MAX || claims == self.local_state.claims {
+                if self.left || claims == self.local_state.claims {
                     return;
                 }
+                let Ok(layout) = self.layout_for(&claims) else {
+                    return;
+                };
                 self.local_state.claims = claims;
+                self.local_layout = layout;
                 self.publish(now);
             }
             Input::SetLeaving(leaving) => {
@@ -464,6 +554,7 @@ impl Membership {
             }
             Input::Leave => self.leave(now),
         }
+        self.start_pulls(now);
     }
 
     fn jitter(&mut self, interval: Duration) -> Duration {
@@ -515,16 +606,27 @@ impl Membership {
         self.after_swim(now, false, backlog);
     }
 
-    fn publish(&mut self, now: Instant) {
+    /// A new version of our record, stored in the shared table; returns the broadcast item.
+    fn next_local_record(&mut self) -> Vec<u8> {
         self.local_version += 1;
         let record = StateRecord {
             member: self.me.clone(),
             version: self.local_version,
             state: self.local_state.clone(),
+            paged: self
+                .local_layout
+                .as_ref()
+                .and_then(|layout| PagedHeader::of(&self.local_state.claims, layout.page_count)),
         };
-        let item = encode_item(&Item::State(record));
+        let item = encode_item(&Item::State(record.summary()));
+        self.shared.lock().apply_record(record, true);
+        item
+    }
+
+    fn publish(&mut self, now: Instant) {
+        let item = self.next_local_record();
         let backlog = self.swim.updates_backlog();
-        // Stores the record in the shared table (as from ourselves) and queues it for dissemination.
+        // Queues the record (stored above) for dissemination.
         let _ = self.swim.add_broadcast(&item);
         let _ = self.swim.broadcast(&mut self.collector);
         self.after_swim(now, false, backlog);
@@ -611,6 +713,15 @@ impl Membership {
                     let at = now + self.jitter(self.config.rejoin_interval);
                     self.arm(at, TimerKind::Rejoin);
                 }
+                TimerKind::Pull { name, generation } => {
+                    if self
+                        .pulls
+                        .get(&name)
+                        .is_some_and(|pull| pull.generation == generation)
+                    {
+                        self.pull(now, &name);
+                    }
+                }
                 TimerKind::SuspectNotice {
                     id,
                     swim_incarnation,
@@ -663,11 +774,24 @@ impl Membership {
                 {
                     let mut shared = self.shared.lock();
                     for record in records {
-                        shared.apply_record(record, false);
+                        shared.apply_summary(record);
                     }
                 }
                 self.after_swim(now, false, self.swim.updates_backlog());
             }
+            Frame::PullRequest {
+                owner,
+                page_count,
+                digests,
+            } => {
+                if owner.name != self.me.name {
+                    self.metrics.drop_datagram(DropReason::Rejected);
+                    return;
+                }
+                self.answer_pull(from, page_count, &digests);
+            }
+            Frame::Directory(directory) => self.receive_directory(now, directory),
+            Frame::ClaimsPage(page) => self.receive_claims_page(now, page),
             Frame::SyncRequest => self.sync_reply(from),
             Frame::SuspectNotice(id, swim_incarnation) => {
                 if id != self.me {
@@ -842,13 +966,8 @@ impl Membership {
     }
 
     fn publish_without_flush(&mut self) {
-        self.local_version += 1;
-        let record = StateRecord {
-            member: self.me.clone(),
-            version: self.local_version,
-            state: self.local_state.clone(),
-        };
-        let _ = self.swim.add_broadcast(&encode_item(&Item::State(record)));
+        let item = self.next_local_record();
+        let _ = self.swim.add_broadcast(&item);
     }
 
     fn observed_differs(&mut self) -> bool {
@@ -1000,7 +1119,11 @@ impl Membership {
                     events.push(MemberEvent::Down(entry.id));
                 }
             }
-            self.shared.lock().states.remove(&name);
+            let mut shared = self.shared.lock();
+            shared.states.remove(&name);
+            shared.pending.remove(&name);
+            drop(shared);
+            self.pulls.remove(&name);
         }
         for event in events {
             self.record_event(event);
@@ -1095,8 +1218,9 @@ impl Membership {
         }
     }
 
-    /// Records worth syncing: ours and those of the active members' current lives, by name.
-    fn sync_records(&self) -> Vec<StateRecord> {
+    /// Records worth syncing: ours and those of the active members' current lives, by name (paged
+    /// ones as their summary).
+    fn sync_records(&self) -> Vec<Summary> {
         let shared = self.shared.lock();
         shared
             .states
@@ -1108,7 +1232,7 @@ impl Membership {
                         .get(&record.member.name)
                         .is_some_and(|e| e.liveness.is_active() && e.id == record.member)
             })
-            .cloned()
+            .map(StateRecord::summary)
             .collect()
     }
 
@@ -1162,5 +1286,281 @@ impl Membership {
             offset += count;
             self.send_frame(to, &frame);
         }
+    }
+
+    /// Starts a pull for every name whose pending summary is new.
+    fn start_pulls(&mut self, now: Instant) {
+        let names = std::mem::take(&mut self.shared.lock().pull_needed);
+        for name in names {
+            if !self.pulls.contains_key(&name) {
+                self.pulls.insert(
+                    name.clone(),
+                    Pull {
+                        generation: 0,
+                        attempts: 0,
+                        assembly: None,
+                        full: false,
+                    },
+                );
+                self.pull(now, &name);
+            }
+        }
+    }
+
+    /// The pending summary of `name` if its pages are still wanted: newer than what we hold, and
+    /// its owner not known to be dead, gone or replaced by a newer life.
+    fn pending_summary(&self, name: &NodeName) -> Option<Summary> {
+        let shared = self.shared.lock();
+        let summary = shared.pending.get(name)?;
+        if shared
+            .states
+            .get(name)
+            .is_some_and(|record| record.order() >= summary.order())
+        {
+            return None;
+        }
+        if let Some(entry) = self.view.get(name) {
+            if entry.id.incarnation > summary.member.incarnation
+                || (entry.id == summary.member && !entry.liveness.is_active())
+            {
+                return None;
+            }
+        }
+        Some(summary.clone())
+    }
+
+    /// The digest of each of `page_count` pages as we hold them: pages already collected for the
+    /// pull in progress, else our copy of the owner's claims bucketed the same way.
+    fn held_digests(
+        &self,
+        name: &NodeName,
+        page_count: u16,
+        assembly: Option<&Assembly>,
+    ) -> Vec<PageDigest> {
+        let held = self
+            .shared
+            .lock()
+            .states
+            .get(name)
+            .map(|record| record.state.claims.clone())
+            .unwrap_or_default();
+        let assembly = assembly.filter(|a| a.directory.header.page_count == page_count);
+        pages::split(&held, page_count)
+            .iter()
+            .enumerate()
+            .map(|(index, page)| {
+                match assembly
+                    .and_then(|a| a.pages.get(index))
+                    .and_then(Option::as_ref)
+                {
+                    Some(collected) => pages::page_digest(collected),
+                    None => pages::page_digest(page),
+                }
+            })
+            .collect()
+    }
+
+    /// Sends (again) the pull request for `name` to its owner and arms the retry.
+    fn pull(&mut self, now: Instant, name: &NodeName) {
+        let attempts = self.pulls.get(name).map_or(0, |pull| pull.attempts);
+        let summary = self
+            .pending_summary(name)
+            .filter(|_| attempts < PULL_ATTEMPTS_MAX);
+        let Some((summary, SummaryClaims::Paged(header))) = summary.map(|s| {
+            let claims = s.claims.clone();
+            (s, claims)
+        }) else {
+            // Not wanted any more, or the owner never answered: forget it (a newer summary, or the
+            // next anti-entropy page, starts again).
+            self.pulls.remove(name);
+            self.shared.lock().pending.remove(name);
+            return;
+        };
+        let digests = match self.pulls.get(name) {
+            Some(pull) if pull.full => Vec::new(),
+            pull => self.held_digests(
+                name,
+                header.page_count,
+                pull.and_then(|p| p.assembly.as_ref()),
+            ),
+        };
+        let frame = wire::encode_pull_request(&summary.member, header.page_count, &digests);
+        self.send_frame(summary.member.addr, &frame);
+        self.pull_generation += 1;
+        let generation = self.pull_generation;
+        if let Some(pull) = self.pulls.get_mut(name) {
+            pull.generation = generation;
+            pull.attempts += 1;
+        }
+        self.arm(
+            now + pages::pull_retry(self.config.probe_period),
+            TimerKind::Pull {
+                name: name.clone(),
+                generation,
+            },
+        );
+    }
+
+    /// Answers a pull: our directory, then every page whose digest differs from the requester's.
+    fn answer_pull(&mut self, to: SocketAddr, page_count: u16, digests: &[PageDigest]) {
+        let record = self.shared.lock().states.get(&self.me.name).cloned();
+        let Some(record) = record.filter(|r| r.member == self.me) else {
+            return;
+        };
+        let (Some(layout), Some(header)) = (self.local_layout.clone(), record.paged.clone()) else {
+            // Our claims fit inline now: the record itself answers.
+            let summaries = [record.summary()];
+            let (frame, count) = wire::encode_page(summaries.iter(), self.page_bytes_max());
+            if count > 0 {
+                self.send_frame(to, &frame);
+            }
+            return;
+        };
+        let directory = Directory {
+            member: record.member.clone(),
+            version: record.version,
+            leaving: record.state.leaving,
+            protocol_version: record.state.protocol_version,
+            header,
+            page_digests: layout.digests.clone(),
+        };
+        self.send_frame(to, &wire::encode_directory(&directory));
+        let same_layout = page_count == layout.page_count && digests.len() == layout.digests.len();
+        for (index, (page, digest)) in layout.pages.iter().zip(&layout.digests).enumerate() {
+            if same_layout && digests.get(index) == Some(digest) {
+                continue;
+            }
+            let Ok(index) = u16::try_from(index) else {
+                break;
+            };
+            let frame = wire::encode_claims_page(&ClaimsPage {
+                member: record.member.clone(),
+                version: record.version,
+                page_count: layout.page_count,
+                index,
+                ips: page.clone(),
+            });
+            self.send_frame(to, &frame);
+        }
+    }
+
+    fn receive_directory(&mut self, now: Instant, directory: Directory) {
+        let name = directory.member.name.clone();
+        let page_count = directory.header.page_count;
+        if directory.page_digests.len() != usize::from(page_count) {
+            return;
+        }
+        let held = {
+            let shared = self.shared.lock();
+            match shared.states.get(&name) {
+                Some(record) if record.order() >= directory.order() => return,
+                Some(record) => record.state.claims.clone(),
+                None => BTreeSet::new(),
+            }
+        };
+        // Only answers to our own requests are taken.
+        let Some(pull) = self.pulls.get_mut(&name) else {
+            return;
+        };
+        if let Some(existing) = &pull.assembly {
+            if existing.directory.order() > directory.order() || existing.directory == directory {
+                return;
+            }
+        }
+        let old = pull
+            .assembly
+            .take()
+            .filter(|a| a.directory.header.page_count == page_count);
+        let held_pages = pages::split(&held, page_count);
+        let pages = directory
+            .page_digests
+            .iter()
+            .enumerate()
+            .map(|(index, wanted)| {
+                let collected = old
+                    .as_ref()
+                    .and_then(|a| a.pages.get(index))
+                    .and_then(Option::as_ref)
+                    .filter(|ips| pages::page_digest(ips) == *wanted);
+                let held = held_pages
+                    .get(index)
+                    .filter(|ips| pages::page_digest(ips) == *wanted);
+                collected.or(held).cloned()
+            })
+            .collect();
+        pull.assembly = Some(Assembly { directory, pages });
+        self.try_complete(now, &name);
+    }
+
+    fn receive_claims_page(&mut self, now: Instant, page: ClaimsPage) {
+        let name = page.member.name.clone();
+        let Some(assembly) = self
+            .pulls
+            .get_mut(&name)
+            .and_then(|pull| pull.assembly.as_mut())
+        else {
+            return;
+        };
+        let directory = &assembly.directory;
+        if directory.member != page.member
+            || directory.version != page.version
+            || directory.header.page_count != page.page_count
+        {
+            return;
+        }
+        let index = usize::from(page.index);
+        if directory.page_digests.get(index) != Some(&pages::page_digest(&page.ips)) {
+            return;
+        }
+        if let Some(slot) = assembly.pages.get_mut(index) {
+            *slot = Some(page.ips);
+        }
+        self.try_complete(now, &name);
+    }
+
+    /// Applies the collected pages once every one is there and the whole set checks out.
+    fn try_complete(&mut self, now: Instant, name: &NodeName) {
+        let Some(pull) = self.pulls.get_mut(name) else {
+            return;
+        };
+        if pull
+            .assembly
+            .as_ref()
+            .is_none_or(|a| a.pages.iter().any(Option::is_none))
+        {
+            return;
+        }
+        let Some(assembly) = pull.assembly.take() else {
+            return;
+        };
+        let claims: BTreeSet<IpAddr> = assembly.pages.into_iter().flatten().flatten().collect();
+        let directory = assembly.directory;
+        if claims.len() != directory.header.total as usize
+            || pages::state_digest(&claims) != directory.header.digest
+        {
+            // A page digest collided with a stale page: ask for every page next time.
+            pull.full = true;
+            return;
+        }
+        pull.full = false;
+        pull.attempts = 0;
+        let record = StateRecord {
+            member: directory.member,
+            version: directory.version,
+            state: NodeState {
+                claims,
+                leaving: directory.leaving,
+                protocol_version: directory.protocol_version,
+            },
+            paged: Some(directory.header),
+        };
+        self.shared.lock().apply_record(record, false);
+        if self.pending_summary(name).is_some() {
+            // A newer summary arrived meanwhile.
+            self.pull(now, name);
+        } else {
+            self.pulls.remove(name);
+        }
+        self.emit_updates();
     }
 }

@@ -53,6 +53,8 @@ pub struct SimNetwork {
     pub observations: Vec<Observation>,
     /// Bytes sent, by sender.
     pub sent_bytes: BTreeMap<SocketAddr, u64>,
+    /// The largest datagram any member sent.
+    pub max_datagram_bytes: usize,
     /// Whether to keep [`Self::observations`] (off for very large runs).
     pub record: bool,
 }
@@ -89,6 +91,7 @@ impl SimNetwork {
             blocked: BTreeSet::new(),
             observations: Vec::new(),
             sent_bytes: BTreeMap::new(),
+            max_datagram_bytes: 0,
             record: true,
         }
     }
@@ -234,6 +237,7 @@ impl SimNetwork {
         }
         for (to, bytes) in outgoing {
             *self.sent_bytes.entry(addr).or_default() += bytes.len() as u64;
+            self.max_datagram_bytes = self.max_datagram_bytes.max(bytes.len());
             let lost =
                 self.loss_per_mille > 0 && (self.rng.next_u32() % 1000) < self.loss_per_mille;
             if lost || self.blocked.contains(&(addr, to)) {

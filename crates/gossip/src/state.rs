@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use foca::{BroadcastHandler, Invalidates, State};
 
 use crate::identity::{FocaId, MemberId, NodeName};
+use crate::pages::{state_digest, StateDigest, INLINE_CLAIMS_MAX};
 use crate::wire::{decode_item, DecodeError, Item};
 
 /// What a node publishes about itself.
@@ -22,16 +23,75 @@ pub struct NodeState {
     pub protocol_version: u16,
 }
 
-/// One version of one member's state. Newer means: larger incarnation, then larger version.
+/// One complete version of one member's state. Newer means: larger incarnation, then larger
+/// version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StateRecord {
     pub(crate) member: MemberId,
     pub(crate) version: u64,
     pub(crate) state: NodeState,
+    /// How the owner pages its claims (`None`: inline, at most [`INLINE_CLAIMS_MAX`]).
+    pub(crate) paged: Option<PagedHeader>,
 }
 
 impl StateRecord {
-    fn order(&self) -> (u64, u64) {
+    pub(crate) fn order(&self) -> (u64, u64) {
+        (self.member.incarnation, self.version)
+    }
+
+    /// The record as gossiped: inline claims, or the summary of its pages.
+    pub(crate) fn summary(&self) -> Summary {
+        Summary {
+            member: self.member.clone(),
+            version: self.version,
+            leaving: self.state.leaving,
+            protocol_version: self.state.protocol_version,
+            claims: match &self.paged {
+                None => SummaryClaims::Inline(self.state.claims.clone()),
+                Some(header) => SummaryClaims::Paged(header.clone()),
+            },
+        }
+    }
+}
+
+/// The summary of a paged claim set (see [`crate::pages`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PagedHeader {
+    pub(crate) total: u32,
+    pub(crate) page_count: u16,
+    pub(crate) digest: StateDigest,
+}
+
+impl PagedHeader {
+    pub(crate) fn of(claims: &BTreeSet<IpAddr>, page_count: u16) -> Option<Self> {
+        (claims.len() > INLINE_CLAIMS_MAX).then(|| Self {
+            total: u32::try_from(claims.len()).unwrap_or(u32::MAX),
+            page_count,
+            digest: state_digest(claims),
+        })
+    }
+}
+
+/// The claims part of a gossiped state record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SummaryClaims {
+    Inline(BTreeSet<IpAddr>),
+    Paged(PagedHeader),
+}
+
+/// A state record as gossiped (broadcasts, sync pages): complete when inline, else a summary whose
+/// pages are pulled from the owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Summary {
+    pub(crate) member: MemberId,
+    pub(crate) version: u64,
+    pub(crate) leaving: bool,
+    pub(crate) protocol_version: u16,
+    pub(crate) claims: SummaryClaims,
+}
+
+impl Summary {
+    pub(crate) fn order(&self) -> (u64, u64) {
         (self.member.incarnation, self.version)
     }
 }
@@ -56,6 +116,10 @@ pub(crate) struct Shared {
     pub(crate) observed: Vec<Observed>,
     /// Bound on `observed` between two drains.
     pub(crate) observed_overflow: bool,
+    /// Paged summaries newer than the complete record we hold: their pages must be pulled.
+    pub(crate) pending: BTreeMap<NodeName, Summary>,
+    /// Names whose pending summary changed since the core last looked.
+    pub(crate) pull_needed: BTreeSet<NodeName>,
 }
 
 const OBSERVED_MAX: usize = 4096;
@@ -78,9 +142,54 @@ impl Shared {
             None if self.states.len() >= STATES_MAX => return false,
             _ => {}
         }
+        if self
+            .pending
+            .get(&record.member.name)
+            .is_some_and(|pending| pending.order() <= record.order())
+        {
+            self.pending.remove(&record.member.name);
+        }
         self.changed.insert(record.member.name.clone());
         self.states.insert(record.member.name.clone(), record);
         true
+    }
+
+    /// Applies a gossiped record from another member: an inline one at once, a paged one as
+    /// pending (the core pulls its pages). Returns whether it was news.
+    pub(crate) fn apply_summary(&mut self, summary: Summary) -> bool {
+        let name = summary.member.name.clone();
+        if name.is_placeholder() || self.local.as_ref() == Some(&name) {
+            return false;
+        }
+        let order = summary.order();
+        if self.states.get(&name).is_some_and(|r| r.order() >= order)
+            || self.pending.get(&name).is_some_and(|s| s.order() >= order)
+        {
+            return false;
+        }
+        match summary.claims {
+            SummaryClaims::Inline(claims) => self.apply_record(
+                StateRecord {
+                    member: summary.member,
+                    version: summary.version,
+                    state: NodeState {
+                        claims,
+                        leaving: summary.leaving,
+                        protocol_version: summary.protocol_version,
+                    },
+                    paged: None,
+                },
+                false,
+            ),
+            SummaryClaims::Paged(_) => {
+                if !self.pending.contains_key(&name) && self.pending.len() >= STATES_MAX {
+                    return false;
+                }
+                self.pending.insert(name.clone(), summary);
+                self.pull_needed.insert(name);
+                true
+            }
+        }
     }
 
     pub(crate) fn apply_goodbye(&mut self, id: MemberId) -> bool {
@@ -171,13 +280,17 @@ impl BroadcastHandler<FocaId> for StateHandler {
     ) -> Result<Option<BroadcastKey>, DecodeError> {
         let mut shared = self.shared.lock();
         match decode_item(data)? {
-            Item::State(record) => {
+            Item::State(summary) => {
                 let key = BroadcastKey::State {
-                    name: record.member.name.clone(),
-                    incarnation: record.member.incarnation,
-                    version: record.version,
+                    name: summary.member.name.clone(),
+                    incarnation: summary.member.incarnation,
+                    version: summary.version,
                 };
-                Ok(shared.apply_record(record, sender.is_none()).then_some(key))
+                if sender.is_none() {
+                    // Our own record: the core stored the complete version before broadcasting.
+                    return Ok(Some(key));
+                }
+                Ok(shared.apply_summary(summary).then_some(key))
             }
             Item::Goodbye(id) => {
                 let key = BroadcastKey::Goodbye(id.clone());

@@ -5,11 +5,20 @@
 //! frame     = kind:u8 body
 //! kind      = 1 foca payload | 2 state page | 3 sync request | 4 goodbye member_id
 //!           | 5 suspect notice member_id swim_incarnation:u16
+//!           | 6 pull request member_id page_count:u16 digests_len:u16 page_digest:4*
+//!           | 7 directory member_id version:varint protocol_version:u16 flags:u8 paged page_digest:4*
+//!           | 8 claims page member_id version:varint page_count:u16 index:u16 count:u16 ip*
 //! member_id = name_len:u8 name incarnation:varint addr
-//! addr      = 4 ipv4:4 port:u16 | 6 ipv6:16 port:u16
-//! record    = member_id version:varint protocol_version:u16 flags:u8 claims_len:u8 addr_ip*
+//! addr      = ip port:u16
+//! ip        = 4 ipv4:4 | 6 ipv6:16
+//! record    = member_id version:varint protocol_version:u16 flags:u8 (inline | paged)
+//! flags     = bit 0 leaving, bit 1 paged
+//! inline    = claims_len:u8 ip*                       (at most INLINE_CLAIMS_MAX)
+//! paged     = claims_total:varint page_count:u16 state_digest:8
 //! page      = count:u16 record*
 //! ```
+//!
+//! Claim sets above [`INLINE_CLAIMS_MAX`] are paged: see [`crate::pages`].
 //!
 //! Every decoder reads untrusted bytes: it checks each length before reading and returns a
 //! [`DecodeError`] rather than panicking.
@@ -21,10 +30,14 @@ use bytes::{Buf, BufMut};
 use foca::{Header, Member, Message, State};
 
 use crate::identity::{FocaId, MemberId, NodeName, NODE_NAME_BYTES_MAX};
-use crate::state::{NodeState, StateRecord};
+pub use crate::pages::INLINE_CLAIMS_MAX;
+use crate::pages::{PageDigest, PAGES_MAX, PAGE_DIGEST_BYTES};
+use crate::state::{PagedHeader, Summary, SummaryClaims};
 
-/// Most service IPs one node may publish as claims (keeps a state record well inside one datagram).
-pub const CLAIMS_MAX: usize = 48;
+/// Most service IPs one node may publish as claims. Up to [`INLINE_CLAIMS_MAX`] they travel inline
+/// in the state record; above, in pages pulled from the owner ([`crate::pages`]). At the default MTU
+/// 8,192 claims fit whatever the node name (IPv6 included).
+pub const CLAIMS_MAX: usize = 8192;
 
 /// Frame kind: foca's SWIM payload.
 pub const KIND_FOCA: u8 = 1;
@@ -37,6 +50,15 @@ pub const KIND_GOODBYE: u8 = 4;
 /// Frame kind: "you are suspected" (sent to the suspect, so it can refute even if it missed the
 /// gossip, for example right after a short partition).
 pub const KIND_SUSPECT_NOTICE: u8 = 5;
+/// Frame kind: "send me your claim pages whose digests differ from these".
+pub const KIND_PULL_REQUEST: u8 = 6;
+/// Frame kind: the owner's paged state header and every page's digest.
+pub const KIND_DIRECTORY: u8 = 7;
+/// Frame kind: one page of an owner's claims.
+pub const KIND_CLAIMS_PAGE: u8 = 8;
+
+const FLAG_LEAVING: u8 = 1;
+const FLAG_PAGED: u8 = 2;
 
 /// Custom broadcast item tags (inside foca's custom broadcast area).
 pub(crate) const ITEM_STATE: u8 = 1;
@@ -159,7 +181,7 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+pub(crate) fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             out.push(4);
@@ -226,64 +248,212 @@ pub(crate) fn read_member_id(reader: &mut Reader<'_>) -> Result<MemberId, Decode
     })
 }
 
-pub(crate) fn encode_record(record: &StateRecord) -> Vec<u8> {
+fn put_paged(out: &mut Vec<u8>, header: &PagedHeader) {
+    put_varint(out, u64::from(header.total));
+    out.extend_from_slice(&header.page_count.to_be_bytes());
+    out.extend_from_slice(&header.digest);
+}
+
+fn read_paged(reader: &mut Reader<'_>) -> Result<PagedHeader, DecodeError> {
+    let total = reader.varint("claims total")?;
+    if total > CLAIMS_MAX as u64 {
+        return Err(DecodeError::Invalid {
+            field: "claims total",
+            value: total,
+        });
+    }
+    let page_count = read_page_count(reader)?;
+    Ok(PagedHeader {
+        total: total as u32,
+        page_count,
+        digest: reader.array::<8>("state digest")?,
+    })
+}
+
+fn read_page_count(reader: &mut Reader<'_>) -> Result<u16, DecodeError> {
+    let page_count = reader.u16("page count")?;
+    if page_count == 0 || usize::from(page_count) > PAGES_MAX {
+        return Err(DecodeError::Invalid {
+            field: "page count",
+            value: u64::from(page_count),
+        });
+    }
+    Ok(page_count)
+}
+
+fn put_header(out: &mut Vec<u8>, summary: &Summary) {
+    put_member_id(out, &summary.member);
+    put_varint(out, summary.version);
+    out.extend_from_slice(&summary.protocol_version.to_be_bytes());
+    let paged = matches!(summary.claims, SummaryClaims::Paged(_));
+    out.push(if summary.leaving { FLAG_LEAVING } else { 0 } | if paged { FLAG_PAGED } else { 0 });
+}
+
+pub(crate) fn encode_record(summary: &Summary) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    put_member_id(&mut out, &record.member);
-    put_varint(&mut out, record.version);
-    out.extend_from_slice(&record.state.protocol_version.to_be_bytes());
-    out.push(u8::from(record.state.leaving));
-    // Invariant: NodeState::claims holds at most CLAIMS_MAX (48) entries, checked by set_claims.
-    out.push(record.state.claims.len().min(CLAIMS_MAX) as u8);
-    for ip in record.state.claims.iter().take(CLAIMS_MAX) {
-        put_ip(&mut out, *ip);
+    put_header(&mut out, summary);
+    match &summary.claims {
+        SummaryClaims::Inline(claims) => {
+            // Invariant: inline claims are at most INLINE_CLAIMS_MAX (48): the core pages more.
+            out.push(claims.len().min(INLINE_CLAIMS_MAX) as u8);
+            for ip in claims.iter().take(INLINE_CLAIMS_MAX) {
+                put_ip(&mut out, *ip);
+            }
+        }
+        SummaryClaims::Paged(header) => put_paged(&mut out, header),
     }
     out
 }
 
-pub(crate) fn read_record(reader: &mut Reader<'_>) -> Result<StateRecord, DecodeError> {
+/// Reads the common header of a record or directory: member, version, protocol, leaving, paged.
+fn read_header(reader: &mut Reader<'_>) -> Result<(MemberId, u64, u16, bool, bool), DecodeError> {
     let member = read_member_id(reader)?;
     let version = reader.varint("state version")?;
     let protocol_version = reader.u16("protocol version")?;
     let flags = reader.u8("flags")?;
-    if flags > 1 {
+    if flags & !(FLAG_LEAVING | FLAG_PAGED) != 0 {
         return Err(DecodeError::Invalid {
             field: "flags",
             value: u64::from(flags),
         });
     }
-    let count = usize::from(reader.u8("claims length")?);
-    if count > CLAIMS_MAX {
-        return Err(DecodeError::Invalid {
-            field: "claims length",
-            value: count as u64,
-        });
-    }
-    let mut claims = BTreeSet::new();
-    for _ in 0..count {
-        claims.insert(read_ip(reader)?);
-    }
-    Ok(StateRecord {
+    Ok((
         member,
         version,
-        state: NodeState {
-            claims,
-            leaving: flags == 1,
-            protocol_version,
-        },
+        protocol_version,
+        flags & FLAG_LEAVING != 0,
+        flags & FLAG_PAGED != 0,
+    ))
+}
+
+pub(crate) fn read_record(reader: &mut Reader<'_>) -> Result<Summary, DecodeError> {
+    let (member, version, protocol_version, leaving, paged) = read_header(reader)?;
+    let claims = if paged {
+        SummaryClaims::Paged(read_paged(reader)?)
+    } else {
+        let count = usize::from(reader.u8("claims length")?);
+        if count > INLINE_CLAIMS_MAX {
+            return Err(DecodeError::Invalid {
+                field: "claims length",
+                value: count as u64,
+            });
+        }
+        let mut claims = BTreeSet::new();
+        for _ in 0..count {
+            claims.insert(read_ip(reader)?);
+        }
+        SummaryClaims::Inline(claims)
+    };
+    Ok(Summary {
+        member,
+        version,
+        leaving,
+        protocol_version,
+        claims,
     })
+}
+
+/// The owner's answer to a pull: its paged header and every page's digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Directory {
+    pub(crate) member: MemberId,
+    pub(crate) version: u64,
+    pub(crate) leaving: bool,
+    pub(crate) protocol_version: u16,
+    pub(crate) header: PagedHeader,
+    pub(crate) page_digests: Vec<PageDigest>,
+}
+
+impl Directory {
+    pub(crate) fn order(&self) -> (u64, u64) {
+        (self.member.incarnation, self.version)
+    }
+}
+
+/// One page of an owner's claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimsPage {
+    pub(crate) member: MemberId,
+    pub(crate) version: u64,
+    pub(crate) page_count: u16,
+    pub(crate) index: u16,
+    pub(crate) ips: Vec<IpAddr>,
+}
+
+pub(crate) fn encode_pull_request(
+    owner: &MemberId,
+    page_count: u16,
+    digests: &[PageDigest],
+) -> Vec<u8> {
+    let mut out = vec![KIND_PULL_REQUEST];
+    put_member_id(&mut out, owner);
+    out.extend_from_slice(&page_count.to_be_bytes());
+    // Invariant: digests is empty or has page_count (≤ PAGES_MAX) entries.
+    out.extend_from_slice(&(digests.len().min(PAGES_MAX) as u16).to_be_bytes());
+    for digest in digests.iter().take(PAGES_MAX) {
+        out.extend_from_slice(digest);
+    }
+    out
+}
+
+pub(crate) fn encode_directory(directory: &Directory) -> Vec<u8> {
+    let mut out = vec![KIND_DIRECTORY];
+    put_header(
+        &mut out,
+        &Summary {
+            member: directory.member.clone(),
+            version: directory.version,
+            leaving: directory.leaving,
+            protocol_version: directory.protocol_version,
+            claims: SummaryClaims::Paged(directory.header.clone()),
+        },
+    );
+    put_paged(&mut out, &directory.header);
+    for digest in &directory.page_digests {
+        out.extend_from_slice(digest);
+    }
+    out
+}
+
+pub(crate) fn encode_claims_page(page: &ClaimsPage) -> Vec<u8> {
+    let mut out = vec![KIND_CLAIMS_PAGE];
+    put_member_id(&mut out, &page.member);
+    put_varint(&mut out, page.version);
+    out.extend_from_slice(&page.page_count.to_be_bytes());
+    out.extend_from_slice(&page.index.to_be_bytes());
+    // Invariant: a page fits a datagram, so far fewer than 65,536 IPs.
+    out.extend_from_slice(&(page.ips.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    for ip in page.ips.iter().take(usize::from(u16::MAX)) {
+        put_ip(&mut out, *ip);
+    }
+    out
+}
+
+/// Bytes a claims page adds around its IPs, at most (the version varint counted at 10 bytes).
+pub(crate) fn claims_page_overhead_bytes(member: &MemberId) -> usize {
+    let mut id = Vec::new();
+    put_member_id(&mut id, member);
+    1 + id.len() + 10 + 2 + 2 + 2
+}
+
+/// Bytes a directory takes besides its page digests, at most.
+pub(crate) fn directory_overhead_bytes(member: &MemberId) -> usize {
+    let mut id = Vec::new();
+    put_member_id(&mut id, member);
+    1 + id.len() + 10 + 2 + 1 + 10 + 2 + 8
 }
 
 /// A decoded custom broadcast item.
 pub(crate) enum Item {
-    State(StateRecord),
+    State(Summary),
     Goodbye(MemberId),
 }
 
 pub(crate) fn encode_item(item: &Item) -> Vec<u8> {
     match item {
-        Item::State(record) => {
+        Item::State(summary) => {
             let mut out = vec![ITEM_STATE];
-            out.extend_from_slice(&encode_record(record));
+            out.extend_from_slice(&encode_record(summary));
             out
         }
         Item::Goodbye(id) => {
@@ -314,10 +484,17 @@ pub(crate) fn decode_item(data: &[u8]) -> Result<Item, DecodeError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Frame {
     Foca(Vec<u8>),
-    StatePage(Vec<StateRecord>),
+    StatePage(Vec<Summary>),
     SyncRequest,
     Goodbye(MemberId),
     SuspectNotice(MemberId, u16),
+    PullRequest {
+        owner: MemberId,
+        page_count: u16,
+        digests: Vec<PageDigest>,
+    },
+    Directory(Directory),
+    ClaimsPage(ClaimsPage),
 }
 
 pub(crate) fn decode_frame(data: &[u8]) -> Result<Frame, DecodeError> {
@@ -350,6 +527,75 @@ pub(crate) fn decode_frame(data: &[u8]) -> Result<Frame, DecodeError> {
             reader.finish()?;
             Ok(Frame::SuspectNotice(id, swim_incarnation))
         }
+        KIND_PULL_REQUEST => {
+            let owner = read_member_id(&mut reader)?;
+            let page_count = read_page_count(&mut reader)?;
+            let count = reader.u16("digests length")?;
+            if count != 0 && count != page_count {
+                return Err(DecodeError::Invalid {
+                    field: "digests length",
+                    value: u64::from(count),
+                });
+            }
+            let mut digests = Vec::with_capacity(usize::from(count));
+            for _ in 0..count {
+                digests.push(reader.array::<PAGE_DIGEST_BYTES>("page digest")?);
+            }
+            reader.finish()?;
+            Ok(Frame::PullRequest {
+                owner,
+                page_count,
+                digests,
+            })
+        }
+        KIND_DIRECTORY => {
+            let (member, version, protocol_version, leaving, paged) = read_header(&mut reader)?;
+            if !paged {
+                return Err(DecodeError::Invalid {
+                    field: "directory flags",
+                    value: 0,
+                });
+            }
+            let header = read_paged(&mut reader)?;
+            let mut page_digests = Vec::with_capacity(usize::from(header.page_count));
+            for _ in 0..header.page_count {
+                page_digests.push(reader.array::<PAGE_DIGEST_BYTES>("page digest")?);
+            }
+            reader.finish()?;
+            Ok(Frame::Directory(Directory {
+                member,
+                version,
+                leaving,
+                protocol_version,
+                header,
+                page_digests,
+            }))
+        }
+        KIND_CLAIMS_PAGE => {
+            let member = read_member_id(&mut reader)?;
+            let version = reader.varint("state version")?;
+            let page_count = read_page_count(&mut reader)?;
+            let index = reader.u16("page index")?;
+            if index >= page_count {
+                return Err(DecodeError::Invalid {
+                    field: "page index",
+                    value: u64::from(index),
+                });
+            }
+            let count = reader.u16("page claims length")?;
+            let mut ips = Vec::new();
+            for _ in 0..count {
+                ips.push(read_ip(&mut reader)?);
+            }
+            reader.finish()?;
+            Ok(Frame::ClaimsPage(ClaimsPage {
+                member,
+                version,
+                page_count,
+                index,
+                ips,
+            }))
+        }
         other => Err(DecodeError::Invalid {
             field: "frame kind",
             value: u64::from(other),
@@ -359,7 +605,7 @@ pub(crate) fn decode_frame(data: &[u8]) -> Result<Frame, DecodeError> {
 
 /// Encodes a page of records that fits in `bytes_max`; returns the frame and how many records it holds.
 pub(crate) fn encode_page<'a>(
-    records: impl Iterator<Item = &'a StateRecord>,
+    records: impl Iterator<Item = &'a Summary>,
     bytes_max: usize,
 ) -> (Vec<u8>, usize) {
     let mut out = vec![KIND_STATE_PAGE, 0, 0];
@@ -612,25 +858,85 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_every_truncation_fails() {
-        let record = StateRecord {
+        let inline = Summary {
             member: id("node-a", 1_700_000_000_000, "[fd00::1]:7946"),
             version: 42,
-            state: NodeState {
-                claims: ["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()].into(),
-                leaving: true,
-                protocol_version: 1,
-            },
+            leaving: true,
+            protocol_version: 1,
+            claims: SummaryClaims::Inline(
+                ["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()].into(),
+            ),
         };
-        let encoded = encode_record(&record);
-        let mut reader = Reader::new(&encoded);
-        assert_eq!(read_record(&mut reader).unwrap(), record);
-        reader.finish().unwrap();
-        for length in 0..encoded.len() {
-            assert!(
-                read_record(&mut Reader::new(&encoded[..length])).is_err(),
-                "prefix {length}"
-            );
+        let paged = Summary {
+            leaving: false,
+            claims: SummaryClaims::Paged(PagedHeader {
+                total: 5000,
+                page_count: 32,
+                digest: [7; 8],
+            }),
+            ..inline.clone()
+        };
+        for record in [inline, paged] {
+            let encoded = encode_record(&record);
+            let mut reader = Reader::new(&encoded);
+            assert_eq!(read_record(&mut reader).unwrap(), record);
+            reader.finish().unwrap();
+            for length in 0..encoded.len() {
+                assert!(
+                    read_record(&mut Reader::new(&encoded[..length])).is_err(),
+                    "prefix {length}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn paging_frames_round_trip_and_reject_bad_counts() {
+        let owner = id("node-a", 9, "10.0.0.1:7946");
+        let request = encode_pull_request(&owner, 4, &[[1; 4], [2; 4], [3; 4], [4; 4]]);
+        assert_eq!(
+            decode_frame(&request).unwrap(),
+            Frame::PullRequest {
+                owner: owner.clone(),
+                page_count: 4,
+                digests: vec![[1; 4], [2; 4], [3; 4], [4; 4]],
+            }
+        );
+        // A digest list that is neither empty nor one per page is refused.
+        assert!(decode_frame(&encode_pull_request(&owner, 4, &[[1; 4]])).is_err());
+        let directory = Directory {
+            member: owner.clone(),
+            version: 3,
+            leaving: false,
+            protocol_version: 1,
+            header: PagedHeader {
+                total: 100,
+                page_count: 2,
+                digest: [5; 8],
+            },
+            page_digests: vec![[1; 4], [2; 4]],
+        };
+        let encoded = encode_directory(&directory);
+        assert!(encoded.len() <= directory_overhead_bytes(&owner) + 2 * 4);
+        assert_eq!(decode_frame(&encoded).unwrap(), Frame::Directory(directory));
+        let page = ClaimsPage {
+            member: owner.clone(),
+            version: 3,
+            page_count: 2,
+            index: 1,
+            ips: vec!["192.0.2.9".parse().unwrap(), "2001:db8::9".parse().unwrap()],
+        };
+        let encoded = encode_claims_page(&page);
+        assert!(encoded.len() <= claims_page_overhead_bytes(&owner) + 5 + 17);
+        assert_eq!(
+            decode_frame(&encoded).unwrap(),
+            Frame::ClaimsPage(page.clone())
+        );
+        for length in 0..encoded.len() {
+            assert!(decode_frame(&encoded[..length]).is_err(), "prefix {length}");
+        }
+        let out_of_range = ClaimsPage { index: 2, ..page };
+        assert!(decode_frame(&encode_claims_page(&out_of_range)).is_err());
     }
 
     #[test]

@@ -530,3 +530,120 @@ fn inputs_and_outputs_round_trip_through_serde() {
     assert!(serde_json::from_str::<ironlb_gossip::NodeName>("\"Not_A_Node\"").is_err());
     assert!(serde_json::from_str::<ironlb_gossip::NodeName>("\"node-1\"").is_ok());
 }
+
+fn many_v4(count: u32, base: u32) -> BTreeSet<IpAddr> {
+    (0..count)
+        .map(|i| IpAddr::V4(std::net::Ipv4Addr::from(base + i)))
+        .collect()
+}
+
+fn many_v6(count: u32) -> BTreeSet<IpAddr> {
+    (0..count)
+        .map(|i| {
+            IpAddr::V6(std::net::Ipv6Addr::from(
+                (0x2001_0db8_u128 << 96) | u128::from(i),
+            ))
+        })
+        .collect()
+}
+
+fn state_of(
+    net: &SimNetwork,
+    observer: SocketAddr,
+    node: &str,
+) -> Option<ironlb_gossip::NodeState> {
+    net.member(observer)?
+        .members()
+        .into_iter()
+        .find(|m| m.id.name.as_str() == node)?
+        .state
+}
+
+#[test]
+fn thousands_of_claims_converge_in_pages_including_a_late_joiner() {
+    let (mut net, addrs) = cluster(23, 5);
+    let big = many_v4(5_000, 0x0a40_0000);
+    let big_v6 = many_v6(3_000);
+    net.input(addrs[0], Input::SetClaims(big.clone()));
+    net.input(addrs[1], Input::SetClaims(big_v6.clone()));
+    net.input(addrs[2], Input::SetClaims(claims(&["192.0.2.2"])));
+    net.run_for(Duration::from_secs(2));
+    for observer in &addrs[1..] {
+        assert_eq!(
+            state_of(&net, *observer, "node-0").unwrap().claims,
+            big,
+            "{observer}"
+        );
+    }
+    assert_eq!(state_of(&net, addrs[0], "node-1").unwrap().claims, big_v6);
+    // Let the broadcasts die out: the late joiner learns the summaries by sync and pulls the pages.
+    net.run_for(Duration::from_secs(5));
+    let late = sim_addr(9);
+    net.add(config(), "late", 1000, late, keyring());
+    net.input(late, Input::Join(vec![addrs[3]]));
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(state_of(&net, late, "node-0").unwrap().claims, big);
+    assert_eq!(state_of(&net, late, "node-1").unwrap().claims, big_v6);
+    assert_eq!(
+        state_of(&net, late, "node-2").unwrap().claims,
+        claims(&["192.0.2.2"])
+    );
+    assert!(net.max_datagram_bytes <= 1400, "{}", net.max_datagram_bytes);
+
+    // One more claim: everyone converges, and node-0 sends about one page per member, not 5,000
+    // claims again.
+    let before = net.sent_bytes.get(&addrs[0]).copied().unwrap_or(0);
+    let mut more = big.clone();
+    more.insert("198.51.100.7".parse().unwrap());
+    net.input(addrs[0], Input::SetClaims(more.clone()));
+    net.run_for(Duration::from_millis(500));
+    for observer in addrs[1..].iter().chain([&late]) {
+        assert_eq!(
+            state_of(&net, *observer, "node-0").unwrap().claims,
+            more,
+            "{observer}"
+        );
+    }
+    let sent = net.sent_bytes.get(&addrs[0]).copied().unwrap_or(0) - before;
+    println!(
+        "one-claim change: node-0 sent {sent} bytes in 500 ms; largest datagram {} bytes",
+        net.max_datagram_bytes
+    );
+    assert!(
+        sent < 5 * 5_000,
+        "node-0 sent {sent} bytes in 500 ms for a one-claim change"
+    );
+    // Back under the inline limit: the summary carries the claims again.
+    net.input(addrs[0], Input::SetClaims(claims(&["192.0.2.100"])));
+    net.run_for(Duration::from_millis(500));
+    for observer in addrs[1..].iter().chain([&late]) {
+        assert_eq!(
+            state_of(&net, *observer, "node-0").unwrap().claims,
+            claims(&["192.0.2.100"])
+        );
+    }
+}
+
+#[test]
+fn paged_claims_converge_at_two_percent_loss_and_too_many_are_refused() {
+    let (mut net, addrs) = cluster(24, 4);
+    net.loss_per_mille = 20;
+    let big = many_v4(5_000, 0x0a50_0000);
+    net.input(addrs[0], Input::SetClaims(big.clone()));
+    net.run_for(Duration::from_secs(3));
+    for observer in &addrs[1..] {
+        assert_eq!(
+            state_of(&net, *observer, "node-0").unwrap().claims,
+            big,
+            "{observer}"
+        );
+    }
+    let refused = net.member_mut(addrs[1]).unwrap().set_claims(
+        std::time::Instant::now(),
+        many_v4(ironlb_gossip::CLAIMS_MAX as u32 + 1, 0x0b00_0000),
+    );
+    assert!(matches!(
+        refused,
+        Err(ironlb_gossip::StateError::TooManyClaims { .. })
+    ));
+}
