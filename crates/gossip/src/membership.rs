@@ -1372,7 +1372,9 @@ impl Membership {
         }) else {
             // Not wanted any more, or the owner never answered: forget it (a newer summary, or the
             // next anti-entropy page, starts again).
-            self.pulls.remove(name);
+            if self.pulls.remove(name).is_some() {
+                self.metrics.claim_pull("abandoned");
+            }
             self.shared.lock().pending.remove(name);
             return;
         };
@@ -1386,6 +1388,7 @@ impl Membership {
         };
         let frame = wire::encode_pull_request(&summary.member, header.page_count, &digests);
         self.send_frame(summary.member.addr, &frame);
+        self.metrics.claim_pull("requested");
         self.pull_generation += 1;
         let generation = self.pull_generation;
         if let Some(pull) = self.pulls.get_mut(name) {
@@ -1441,6 +1444,7 @@ impl Membership {
                 ips: page.clone(),
             });
             self.send_frame(to, &frame);
+            self.metrics.claim_pages_sent.inc();
         }
     }
 
@@ -1540,6 +1544,7 @@ impl Membership {
         {
             // A page digest collided with a stale page: ask for every page next time.
             pull.full = true;
+            self.metrics.claim_pull("inconsistent");
             return;
         }
         pull.full = false;
@@ -1555,6 +1560,7 @@ impl Membership {
             paged: Some(directory.header),
         };
         self.shared.lock().apply_record(record, false);
+        self.metrics.claim_pull("completed");
         if self.pending_summary(name).is_some() {
             // A newer summary arrived meanwhile.
             self.pull(now, name);

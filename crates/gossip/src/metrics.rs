@@ -9,6 +9,9 @@ use crate::seal::DropReason;
 
 type Labels = [(&'static str, &'static str); 1];
 
+/// The `result` label values of `ironlb_gossip_claim_pulls_total`.
+const PULL_RESULTS: [&str; 4] = ["requested", "completed", "inconsistent", "abandoned"];
+
 /// Counters and gauges of one member. Cheap to clone (shared atomics).
 #[derive(Debug, Clone, Default)]
 pub struct GossipMetrics {
@@ -26,6 +29,12 @@ pub struct GossipMetrics {
     pub received_datagrams: Counter,
     /// `ironlb_gossip_dropped_total{reason}`: datagrams dropped before the protocol.
     pub dropped: Family<Labels, Counter>,
+    /// `ironlb_gossip_claim_pulls_total{result}`: pulls of another member's claim pages
+    /// (`requested`: a request sent, retries included; `completed`; `inconsistent`: the pages did
+    /// not add up and every page is asked for; `abandoned`: the owner died, left or never answered).
+    pub claim_pulls: Family<Labels, Counter>,
+    /// `ironlb_gossip_claim_pages_sent_total`: claim pages sent in answer to pulls.
+    pub claim_pages_sent: Counter,
 }
 
 impl GossipMetrics {
@@ -66,6 +75,28 @@ impl GossipMetrics {
         for reason in DropReason::ALL {
             let _ = self.dropped.get_or_create(&[("reason", reason.as_str())]);
         }
+        registry.register(
+            "claim_pulls",
+            "Pulls of other members' claim pages, by result",
+            self.claim_pulls.clone(),
+        );
+        for result in PULL_RESULTS {
+            let _ = self.claim_pulls.get_or_create(&[("result", result)]);
+        }
+        registry.register(
+            "claim_pages_sent",
+            "Claim pages sent in answer to pulls",
+            self.claim_pages_sent.clone(),
+        );
+    }
+
+    /// How many claim pulls ended with `result` (see [`GossipMetrics::claim_pulls`]).
+    pub fn claim_pull_count(&self, result: &'static str) -> u64 {
+        self.claim_pulls.get_or_create(&[("result", result)]).get()
+    }
+
+    pub(crate) fn claim_pull(&self, result: &'static str) {
+        self.claim_pulls.get_or_create(&[("result", result)]).inc();
     }
 
     /// How many datagrams were dropped for `reason`.

@@ -589,6 +589,17 @@ fn thousands_of_claims_converge_in_pages_including_a_late_joiner() {
         claims(&["192.0.2.2"])
     );
     assert!(net.max_datagram_bytes <= 1400, "{}", net.max_datagram_bytes);
+    let metrics = net.member(late).unwrap().metrics();
+    assert!(metrics.claim_pull_count("completed") >= 2);
+    assert_eq!(metrics.claim_pull_count("inconsistent"), 0);
+    assert!(
+        net.member(addrs[0])
+            .unwrap()
+            .metrics()
+            .claim_pages_sent
+            .get()
+            > 0
+    );
 
     // One more claim: everyone converges, and node-0 sends about one page per member, not 5,000
     // claims again.

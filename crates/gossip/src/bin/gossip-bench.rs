@@ -604,9 +604,17 @@ fn simulated_bytes_per_second(members: usize) -> f64 {
     total as f64 / members as f64 / window.as_secs_f64()
 }
 
+/// The 1-, 5- and 15-minute load averages, as `/proc/loadavg` gives them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 fn print_kill_row(name: &str, size: usize, result: &KillResult) {
     println!(
-        "row kill: {name} members {size} kills {} first_p50_ms {:.0} first_p99_ms {:.0} last_p50_ms {:.0} last_p99_ms {:.0} last_max_ms {:.0} missed {} last_all_ms {:?}",
+        "row kill: {name} members {size} load {} kills {} first_p50_ms {:.0} first_p99_ms {:.0} last_p50_ms {:.0} last_p99_ms {:.0} last_max_ms {:.0} missed {} last_all_ms {:?}",
+        load_average(),
         result.last_ms.len(),
         percentile(&result.first_ms, 0.5),
         percentile(&result.first_ms, 0.99),
@@ -651,8 +659,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut kill_rows: Vec<(String, usize, KillResult)> = Vec::new();
-    let mut healthy_rows: Vec<(usize, f64, HealthyResult)> = Vec::new();
+    // Each row keeps the load average at its end: figures on this shared machine depend on it.
+    let mut kill_rows: Vec<(String, usize, KillResult, String)> = Vec::new();
+    let mut healthy_rows: Vec<(usize, f64, HealthyResult, String)> = Vec::new();
+    println!("load average at start: {}", load_average());
     for &size in &options.sizes {
         for loss in [0.0, options.loss_percent] {
             eprintln!("ironlb: {size} members, {loss}% loss");
@@ -670,15 +680,15 @@ fn main() {
             eprintln!("  healthy {}s", options.healthy_secs);
             let result = measure_healthy(&mut cluster, options.healthy_secs);
             println!(
-                "row healthy: members {size} loss {loss}% secs {} false_downs {} suspicions {} bytes_per_s_per_member {:.0}",
-                options.healthy_secs, result.false_downs, result.suspicions, result.bytes_per_member_per_sec
+                "row healthy: members {size} loss {loss}% load {} secs {} false_downs {} suspicions {} bytes_per_s_per_member {:.0}",
+                load_average(), options.healthy_secs, result.false_downs, result.suspicions, result.bytes_per_member_per_sec
             );
-            healthy_rows.push((size, loss, result));
+            healthy_rows.push((size, loss, result, load_average()));
             if loss == 0.0 {
                 eprintln!("  {} kills", options.kills);
                 let result = measure_kills(&mut cluster, options.kills, Duration::from_secs(10));
                 print_kill_row("ironlb", size, &result);
-                kill_rows.push(("ironlb".into(), size, result));
+                kill_rows.push(("ironlb".into(), size, result, load_average()));
             }
             cluster.stop();
         }
@@ -705,7 +715,7 @@ fn main() {
         eprintln!("  {} kills", options.serf_kills);
         let result = measure_kills(&mut cluster, options.serf_kills, Duration::from_secs(30));
         print_kill_row("serf", size, &result);
-        kill_rows.push(("serf".into(), size, result));
+        kill_rows.push(("serf".into(), size, result, load_average()));
         cluster.stop();
     }
     drop(topology);
@@ -727,7 +737,7 @@ fn main() {
 
     println!("\n== kill -9 → marked Down (ms), encrypted, network namespaces");
     println!(
-        "{:<7} {:>7} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}",
+        "{:<7} {:>7} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}  {}",
         "impl",
         "members",
         "kills",
@@ -736,11 +746,12 @@ fn main() {
         "last p50",
         "last p99",
         "last max",
-        "missed"
+        "missed",
+        "load (1/5/15 min)"
     );
-    for (name, size, result) in &kill_rows {
+    for (name, size, result, load) in &kill_rows {
         println!(
-            "{:<7} {:>7} {:>5} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>6}",
+            "{:<7} {:>7} {:>5} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>6}  {}",
             name,
             size,
             result.last_ms.len(),
@@ -749,14 +760,15 @@ fn main() {
             percentile(&result.last_ms, 0.5),
             percentile(&result.last_ms, 0.99),
             percentile(&result.last_ms, 1.0),
-            result.missed
+            result.missed,
+            load
         );
     }
-    for (name, size, result) in kill_rows.iter().filter(|(n, _, _)| n == "serf") {
+    for (name, size, result, _) in kill_rows.iter().filter(|(n, _, _, _)| n == "serf") {
         let _ = name;
-        if let Some((_, _, ours)) = kill_rows
+        if let Some((_, _, ours, _)) = kill_rows
             .iter()
-            .find(|(n, s, _)| n == "ironlb" && s == size)
+            .find(|(n, s, _, _)| n == "ironlb" && s == size)
         {
             println!(
                 "ratio serf/ironlb at {size} members: last p50 {:.1}x, last p99 {:.1}x, first p50 {:.1}x",
@@ -768,13 +780,18 @@ fn main() {
     }
     println!("\n== healthy period ({} s each): false Downs, suspicions, bytes/s sent per member (UDP payload)", options.healthy_secs);
     println!(
-        "{:>7} {:>6} {:>11} {:>11} {:>14}",
-        "members", "loss%", "false Downs", "suspicions", "bytes/s/member"
+        "{:>7} {:>6} {:>11} {:>11} {:>14}  {}",
+        "members", "loss%", "false Downs", "suspicions", "bytes/s/member", "load (1/5/15 min)"
     );
-    for (size, loss, result) in &healthy_rows {
+    for (size, loss, result, load) in &healthy_rows {
         println!(
-            "{:>7} {:>6} {:>11} {:>11} {:>14.0}",
-            size, loss, result.false_downs, result.suspicions, result.bytes_per_member_per_sec
+            "{:>7} {:>6} {:>11} {:>11} {:>14.0}  {}",
+            size,
+            loss,
+            result.false_downs,
+            result.suspicions,
+            result.bytes_per_member_per_sec,
+            load
         );
     }
     println!("\n== simulated (virtual time, same core, no loss): bytes/s sent per member");
