@@ -737,7 +737,7 @@ fn main() {
 
     println!("\n== kill -9 → marked Down (ms), encrypted, network namespaces");
     println!(
-        "{:<7} {:>7} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}  {}",
+        "{:<7} {:>7} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}  {:<17}",
         "impl",
         "members",
         "kills",
@@ -780,7 +780,7 @@ fn main() {
     }
     println!("\n== healthy period ({} s each): false Downs, suspicions, bytes/s sent per member (UDP payload)", options.healthy_secs);
     println!(
-        "{:>7} {:>6} {:>11} {:>11} {:>14}  {}",
+        "{:>7} {:>6} {:>11} {:>11} {:>14}  {:<17}",
         "members", "loss%", "false Downs", "suspicions", "bytes/s/member", "load (1/5/15 min)"
     );
     for (size, loss, result, load) in &healthy_rows {
