@@ -3,6 +3,7 @@
 //! ```text
 //! sudo cargo run --release -p ironlb-gossip --bin gossip-bench -- [--sizes 5,20] [--kills 20]
 //!      [--serf-sizes 5] [--serf-kills 10] [--healthy-secs 60] [--loss-percent 2] [--sim-members 1000]
+//!      [--member-args "--probe-period-ms 35 --suspicion-multiplier 3"]
 //! ```
 //!
 //! Packet loss: this kernel has neither `sch_netem` nor `act_gact`, so `tc netem` cannot be used;
@@ -38,6 +39,8 @@ struct Options {
     loss_percent: f64,
     sim_members: usize,
     member_bin: String,
+    /// Extra flags for every `gossip-member` (tuning runs), e.g. `--probe-period-ms 35`.
+    member_args: Vec<String>,
 }
 
 fn options() -> Result<Options, String> {
@@ -55,6 +58,7 @@ fn options() -> Result<Options, String> {
         loss_percent: 2.0,
         sim_members: 1000,
         member_bin,
+        member_args: Vec::new(),
     };
     let list = |v: &str| -> Result<Vec<usize>, String> {
         v.split(',')
@@ -82,6 +86,9 @@ fn options() -> Result<Options, String> {
                 options.sim_members = value.parse().map_err(|e| format!("--sim-members: {e}"))?
             }
             "--member-bin" => options.member_bin = value,
+            "--member-args" => {
+                options.member_args = value.split_whitespace().map(str::to_string).collect()
+            }
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -188,6 +195,7 @@ struct Cluster {
     lines: mpsc::Receiver<Line>,
     sender: mpsc::Sender<Line>,
     member_bin: String,
+    member_args: Vec<String>,
     loss_per_mille: u32,
     /// Per observer, the members it considers alive (name → incarnation for ironlb, 0 for serf).
     alive: BTreeMap<usize, BTreeMap<String, u64>>,
@@ -213,6 +221,7 @@ impl Cluster {
             lines,
             sender,
             member_bin: member_bin.to_string(),
+            member_args: Vec::new(),
             loss_per_mille: 0,
             alive: BTreeMap::new(),
             stats: BTreeMap::new(),
@@ -247,6 +256,7 @@ impl Cluster {
                     "--loss-per-mille",
                     &self.loss_per_mille.to_string(),
                 ]);
+                command.args(&self.member_args);
             }
             Kind::Serf => {
                 command.args([
@@ -667,6 +677,7 @@ fn main() {
         for loss in [0.0, options.loss_percent] {
             eprintln!("ironlb: {size} members, {loss}% loss");
             let mut cluster = Cluster::new(Kind::Ironlb, size, &options.member_bin);
+            cluster.member_args = options.member_args.clone();
             cluster.loss_per_mille = (loss * 10.0).round() as u32;
             for index in 1..=size {
                 if let Err(error) = cluster.start(index) {

@@ -8,6 +8,8 @@
 //! ```
 //!
 //! `--loss-per-mille N` drops N in 1000 received datagrams (fault injection for the benchmark).
+//! `--probe-period-ms`, `--probe-timeout-ms` and `--suspicion-multiplier` override the profile's
+//! values (for tuning runs of the benchmark).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -28,6 +30,9 @@ struct Args {
     profile: Profile,
     stats_ms: u64,
     loss_per_mille: u32,
+    probe_period_ms: Option<u64>,
+    probe_timeout_ms: Option<u64>,
+    suspicion_multiplier: Option<u32>,
 }
 
 fn hex(text: &str) -> Result<Vec<u8>, String> {
@@ -52,6 +57,9 @@ fn parse() -> Result<Args, String> {
         profile: Profile::Lan,
         stats_ms: 1000,
         loss_per_mille: 0,
+        probe_period_ms: None,
+        probe_timeout_ms: None,
+        suspicion_multiplier: None,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -73,6 +81,27 @@ fn parse() -> Result<Args, String> {
                 args.loss_per_mille = value
                     .parse()
                     .map_err(|e| format!("--loss-per-mille: {e}"))?
+            }
+            "--probe-period-ms" => {
+                args.probe_period_ms = Some(
+                    value
+                        .parse()
+                        .map_err(|e| format!("--probe-period-ms: {e}"))?,
+                )
+            }
+            "--probe-timeout-ms" => {
+                args.probe_timeout_ms = Some(
+                    value
+                        .parse()
+                        .map_err(|e| format!("--probe-timeout-ms: {e}"))?,
+                )
+            }
+            "--suspicion-multiplier" => {
+                args.suspicion_multiplier = Some(
+                    value
+                        .parse()
+                        .map_err(|e| format!("--suspicion-multiplier: {e}"))?,
+                )
             }
             "--stats-ms" => {
                 args.stats_ms = value.parse().map_err(|e| format!("--stats-ms: {e}"))?
@@ -122,7 +151,17 @@ async fn run(args: Args) {
         .unwrap_or_else(|e| fail(format!("bind {}: {e}", args.bind)));
     let incarnation = boot_incarnation();
     let me = MemberId::new(name, incarnation, args.bind);
-    let config = Config::for_profile(args.profile, args.cluster.clone());
+    let mut config = Config::for_profile(args.profile, args.cluster.clone());
+    if let Some(ms) = args.probe_period_ms {
+        config.probe_period = Duration::from_millis(ms);
+        config.gossip_interval = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.probe_timeout_ms {
+        config.probe_timeout = Duration::from_millis(ms);
+    }
+    if let Some(multiplier) = args.suspicion_multiplier {
+        config.suspicion_multiplier = multiplier;
+    }
     let membership = Membership::new(config, me, keyring, os_seed(), Instant::now())
         .unwrap_or_else(|e| fail(e.to_string()));
     let metrics = membership.metrics().clone();
