@@ -103,6 +103,17 @@ impl Layer2Core {
             nodes: &snapshot.nodes,
             options: &self.options,
         };
+        // Gossip's member list leaves this node out, so its own claims (what it announces now)
+        // are added here: without them the owner would run a fresh election for its own IPs
+        // and give them up to any joining node that wins the hash order (not sticky).
+        let members: Members = members.as_ref().map(|members| {
+            let mut members = members.clone();
+            let me = members.entry(self.me.clone()).or_default();
+            me.active = true;
+            me.claims = self.announced.keys().copied().collect();
+            members
+        });
+        let members = &members;
         let empty = Endpoints::default();
         let mut wanted: BTreeMap<IpAddr, InterfaceSelection> = BTreeMap::new();
         let mut status: BTreeMap<ServiceKey, L2Status> = BTreeMap::new();

@@ -35,6 +35,7 @@
 //! signals, answered by one reconcile of the latest state; the watch queue
 //! ([`tree::WATCH_QUEUE_MAX`]) and the layer 2 driver queue are bounded channels.
 
+pub mod bgp;
 pub mod cluster;
 pub mod decide;
 pub mod http;

@@ -1,8 +1,10 @@
 //! The speaker's metrics (MetalLB's names where MetalLB has one) and health flags.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ironlb_announce::bgp::driver::Metrics as BgpDriverMetrics;
 use ironlb_announce::l2::metrics::L2Metrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -52,6 +54,8 @@ pub struct SpeakerMetrics {
     pub status_writes: Counter,
     /// The layer 2 responder metrics (`metallb_layer2_*`).
     pub layer2: L2Metrics,
+    /// The BGP and BFD session metrics (`metallb_bgp_*`, `metallb_bfd_*`).
+    pub bgp: BgpDriverMetrics,
     ready: AtomicBool,
 }
 
@@ -100,22 +104,33 @@ impl SpeakerMetrics {
             self.status_writes.clone(),
         );
         self.layer2.register(&mut registry);
+        self.bgp.bgp.register_into(&mut registry);
+        self.bgp.bfd.register_into(&mut registry);
         registry
     }
 
-    /// Sets the announced gauge of one (service, ip).
-    pub fn set_announced(&self, service: &str, node: &str, ip: IpAddr, announced: bool) {
-        let labels = AnnouncedLabels {
-            service: service.to_owned(),
-            protocol: "layer2".to_owned(),
+    /// Replaces the `metallb_speaker_announced` series of one protocol: `now` holds the
+    /// (service, ip) pairs announced now, `previous` those set last time (updated in place).
+    pub fn replace_announced(
+        &self,
+        protocol: &str,
+        node: &str,
+        now: BTreeSet<(String, IpAddr)>,
+        previous: &mut BTreeSet<(String, IpAddr)>,
+    ) {
+        let labels = |(service, ip): &(String, IpAddr)| AnnouncedLabels {
+            service: service.clone(),
+            protocol: protocol.to_owned(),
             node: node.to_owned(),
             ip: ip.to_string(),
         };
-        if announced {
-            self.announced.get_or_create(&labels).set(1);
-        } else {
-            self.announced.remove(&labels);
+        for gone in previous.difference(&now) {
+            self.announced.remove(&labels(gone));
         }
+        for entry in &now {
+            self.announced.get_or_create(&labels(entry)).set(1);
+        }
+        *previous = now;
     }
 
     /// `/readyz`: the first cluster snapshot is in.

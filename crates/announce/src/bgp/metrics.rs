@@ -34,6 +34,13 @@ impl BgpMetrics {
     /// Creates the metrics and registers them.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
+        metrics.register_into(registry);
+        metrics
+    }
+
+    /// Registers these metrics (shared handles) in `registry`.
+    pub fn register_into(&self, registry: &mut Registry) {
+        let metrics = self;
         registry.register(
             "metallb_bgp_session_up",
             "BGP session state (1 is up, 0 is down)",
@@ -54,7 +61,6 @@ impl BgpMetrics {
             "Number of prefixes that should be advertised on the BGP session",
             metrics.pending_prefixes.clone(),
         );
-        metrics
     }
 }
 
@@ -77,6 +83,13 @@ impl BfdMetrics {
     /// Creates the metrics and registers them.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
+        metrics.register_into(registry);
+        metrics
+    }
+
+    /// Registers these metrics (shared handles) in `registry`.
+    pub fn register_into(&self, registry: &mut Registry) {
+        let metrics = self;
         registry.register(
             "metallb_bfd_session_up",
             "BFD session state (1 is up, 0 is down)",
@@ -102,6 +115,5 @@ impl BfdMetrics {
             "Number of sent BFD control packets",
             metrics.control_packet_output.clone(),
         );
-        metrics
     }
 }

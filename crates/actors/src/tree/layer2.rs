@@ -1,0 +1,215 @@
+//! `Layer2`: the [`Layer2Core`] plus the `announce::l2` driver.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ironlb_announce::l2::io::driver::{
+    Command as L2Command, Driver as L2Driver, DriverConfig, DRIVER_COMMANDS_MAX,
+};
+use ironlb_announce::l2::proto::interfaces::ExcludeList;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
+
+use super::{L2Backend, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet, HANDOVER_TICK};
+use crate::layer2::{Action, Layer2Core};
+
+/// Messages of [`Layer2`].
+#[derive(Debug)]
+pub enum Layer2Msg {
+    /// The snapshot or the gossip view changed: reconcile.
+    Changed,
+    /// Hand the IPs over to successors, then withdraw (answered when done or at `deadline`).
+    Handover {
+        /// When to give up waiting for successors.
+        deadline: Instant,
+        /// Answered after the withdraw.
+        reply: RpcReplyPort<()>,
+    },
+    /// Re-check a handover in progress.
+    Tick,
+    /// Fault injection: panic.
+    Panic,
+}
+
+/// The layer 2 announcer: [`Layer2Core`] plus the `announce::l2` driver.
+#[derive(Debug)]
+pub struct Layer2;
+
+/// Its state.
+pub struct Layer2State {
+    shared: Arc<Shared>,
+    core: Layer2Core,
+    commands: mpsc::Sender<L2Command>,
+    handover: Option<(Instant, RpcReplyPort<()>)>,
+    leaving: bool,
+    metric_series: BTreeSet<(String, IpAddr)>,
+    _driver: TaskSet,
+}
+
+impl Actor for Layer2 {
+    type Msg = Layer2Msg;
+    type State = Layer2State;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        shared: Arc<Shared>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let (commands, tasks) = match &shared.config.l2 {
+            L2Backend::Channel(sender) => (sender.clone(), Vec::new()),
+            L2Backend::Driver(excludes) => {
+                let exclude = if excludes.is_empty() {
+                    ExcludeList::metallb_default()
+                } else {
+                    ExcludeList::new(excludes)?
+                };
+                let (tx, rx) = mpsc::channel(DRIVER_COMMANDS_MAX);
+                let (events_tx, mut events_rx) = mpsc::channel(DRIVER_COMMANDS_MAX);
+                let driver = L2Driver::new(
+                    DriverConfig {
+                        exclude,
+                        verbose: false,
+                    },
+                    shared.metrics.layer2.clone(),
+                    events_tx,
+                );
+                let me = myself.clone();
+                let run = tokio::spawn(async move {
+                    if let Err(error) = driver.run(rx).await {
+                        tracing::error!(%error, "layer 2 driver stopped");
+                    }
+                    // The actor cannot work without its driver: let the supervisor restart it.
+                    me.stop(Some("layer 2 driver stopped".into()));
+                });
+                let events = tokio::spawn(async move {
+                    while let Some(event) = events_rx.recv().await {
+                        tracing::info!(?event, "layer 2 event");
+                    }
+                });
+                (tx, vec![run, events])
+            }
+        };
+        // Anything a previous incarnation of this actor announced is gone with its driver.
+        myself.cast(Layer2Msg::Changed)?;
+        Ok(Layer2State {
+            core: Layer2Core::new(shared.config.node.clone(), shared.config.options.clone()),
+            shared,
+            commands,
+            handover: None,
+            leaving: false,
+            metric_series: BTreeSet::new(),
+            _driver: TaskSet(tasks),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            Layer2Msg::Changed | Layer2Msg::Tick => reconcile(state).await?,
+            Layer2Msg::Handover { deadline, reply } => {
+                state.leaving = true;
+                state.handover = Some((deadline, reply));
+                if let Some(membership) = state.shared.membership() {
+                    let _ = membership.cast(MembershipMsg::Leaving(true));
+                }
+                reconcile(state).await?;
+                myself.send_interval(HANDOVER_TICK, || Layer2Msg::Tick);
+            }
+            Layer2Msg::Panic => panic!("fault injection: layer2"),
+        }
+        Ok(())
+    }
+}
+
+async fn reconcile(state: &mut Layer2State) -> Result<(), ActorProcessingErr> {
+    if !*state.shared.settled.borrow() {
+        return Ok(());
+    }
+    let snapshot = state.shared.snapshot.borrow().clone();
+    let members = state.shared.members.borrow().clone();
+    let mut actions = state.core.reconcile(&snapshot, &members, state.leaving);
+    if let Some((deadline, _)) = &state.handover {
+        if state.core.handover_done(&members) || Instant::now() >= *deadline {
+            actions.extend(state.core.withdraw_all());
+            if let Some((_, reply)) = state.handover.take() {
+                run_actions(state, actions).await?;
+                let _ = reply.send(());
+                return Ok(());
+            }
+        }
+    }
+    run_actions(state, actions).await
+}
+
+async fn run_actions(
+    state: &mut Layer2State,
+    actions: Vec<Action>,
+) -> Result<(), ActorProcessingErr> {
+    // Announce first; claims, status and metrics follow.
+    let mut later = Vec::new();
+    for action in actions {
+        match action {
+            Action::Announce { ip, selection } => {
+                tracing::info!(%ip, ?selection, "announcing");
+                state
+                    .commands
+                    .send(L2Command::Announce { ip, selection })
+                    .await?;
+            }
+            Action::Withdraw { ip } => {
+                tracing::info!(%ip, "withdrawing");
+                state.commands.send(L2Command::Withdraw { ip }).await?;
+            }
+            other => later.push(other),
+        }
+    }
+    for action in later {
+        match action {
+            Action::Claims(claims) => {
+                if let Some(membership) = state.shared.membership() {
+                    let _ = membership.cast(MembershipMsg::Claims(claims));
+                }
+            }
+            Action::Status(key, status) => {
+                if let Some(writer) = state.shared.status_writer() {
+                    let _ = writer.cast(StatusMsg::L2(key, status));
+                }
+            }
+            Action::Assigned(key, ips) => {
+                tracing::info!(service = %key, ?ips, protocol = "layer2", "node assigned");
+                if let Some(writer) = state.shared.status_writer() {
+                    let _ = writer.cast(StatusMsg::Assigned(key, ips, Protocol::Layer2));
+                }
+            }
+            Action::Announce { .. } | Action::Withdraw { .. } => {}
+        }
+    }
+    let mut announced = BTreeSet::new();
+    for (key, service) in state.core.services() {
+        if service.announced {
+            for ip in &service.ips {
+                if state.core.announced().contains_key(ip) {
+                    announced.insert((key.to_string(), *ip));
+                }
+            }
+        }
+    }
+    state.shared.metrics.replace_announced(
+        "layer2",
+        &state.shared.config.node,
+        announced,
+        &mut state.metric_series,
+    );
+    state
+        .shared
+        .services
+        .send_replace(state.core.services().clone());
+    Ok(())
+}

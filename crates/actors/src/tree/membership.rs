@@ -1,0 +1,170 @@
+//! `Membership`: the gossip driver, its view published to the other actors.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ironlb_gossip::{Keyring, Liveness, MemberId, Membership, NodeName};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
+
+use super::{Layer2Msg, Shared, TaskSet};
+use crate::decide::MemberView;
+
+/// Messages of [`MembershipActor`].
+#[derive(Debug)]
+pub enum MembershipMsg {
+    /// Publish these claims.
+    Claims(BTreeSet<IpAddr>),
+    /// Publish the leaving flag.
+    Leaving(bool),
+    /// Announce to these seeds.
+    Seeds(Vec<SocketAddr>),
+    /// Leave gracefully (answered when the goodbyes are sent).
+    Leave(RpcReplyPort<()>),
+    /// Fault injection: panic.
+    Panic,
+}
+
+/// Wraps the gossip driver.
+#[derive(Debug)]
+pub struct MembershipActor;
+
+/// Its state.
+#[derive(Debug)]
+pub struct MembershipState {
+    handle: ironlb_gossip::driver::GossipHandle,
+    _tasks: TaskSet,
+}
+
+impl Actor for MembershipActor {
+    type Msg = MembershipMsg;
+    type State = MembershipState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        shared: Arc<Shared>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let gossip = shared
+            .config
+            .gossip
+            .clone()
+            .ok_or("membership without gossip settings")?;
+        let keyring = Keyring::new(&gossip.secret)?;
+        let socket = tokio::net::UdpSocket::bind(gossip.bind).await?;
+        let me = MemberId::new(
+            NodeName::new(shared.config.node.clone())?,
+            ironlb_gossip::driver::boot_incarnation(),
+            gossip.advertise,
+        );
+        let config = ironlb_gossip::Config::lan(gossip.cluster.clone());
+        let membership = Membership::new(
+            config,
+            me,
+            keyring,
+            ironlb_gossip::driver::os_seed(),
+            Instant::now(),
+        )?;
+        let mut seeds = gossip.seeds.clone();
+        seeds.extend(
+            shared
+                .snapshot
+                .borrow()
+                .nodes
+                .values()
+                .filter(|n| n.name != shared.config.node)
+                .filter_map(|n| n.internal_ips.first())
+                .map(|ip| SocketAddr::new(*ip, gossip.bind.port())),
+        );
+        let driver = ironlb_gossip::driver::spawn(
+            membership,
+            socket,
+            seeds,
+            Arc::new(ironlb_gossip::driver::SystemClock),
+        );
+        let handle = driver.handle.clone();
+        let forward = tokio::spawn(forward_members(
+            driver.events,
+            handle.clone(),
+            shared.clone(),
+        ));
+        let settle_shared = shared.clone();
+        let settle = tokio::spawn(async move {
+            tokio::time::sleep(gossip.settle).await;
+            settle_shared.settled.send_replace(true);
+            if let Some(layer2) = settle_shared.layer2() {
+                let _ = layer2.cast(Layer2Msg::Changed);
+            }
+        });
+        let driver_task = driver.task;
+        let abort_driver = tokio::spawn(async move {
+            let _ = driver_task.await;
+        });
+        Ok(MembershipState {
+            handle,
+            _tasks: TaskSet(vec![forward, settle, abort_driver]),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            MembershipMsg::Claims(claims) => state.handle.set_claims(claims).await?,
+            MembershipMsg::Leaving(leaving) => state.handle.set_leaving(leaving).await?,
+            MembershipMsg::Seeds(seeds) => state.handle.join(seeds).await?,
+            MembershipMsg::Leave(reply) => {
+                let _ = state.handle.leave().await;
+                let _ = reply.send(());
+            }
+            MembershipMsg::Panic => panic!("fault injection: membership"),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Dropping the last handle stops the driver (no goodbye: a crash looks like one).
+        drop(state.handle.clone());
+        Ok(())
+    }
+}
+
+/// Turns member events into the shared gossip view and a change signal to [`Layer2`].
+async fn forward_members(
+    mut events: mpsc::Receiver<ironlb_gossip::MemberEvent>,
+    handle: ironlb_gossip::driver::GossipHandle,
+    shared: Arc<Shared>,
+) {
+    while let Some(event) = events.recv().await {
+        tracing::debug!(?event, "member event");
+        while events.try_recv().is_ok() {}
+        let Ok(snapshots) = handle.members().await else {
+            return;
+        };
+        let mut view: BTreeMap<String, MemberView> = BTreeMap::new();
+        for member in snapshots {
+            let entry = view.entry(member.id.name.as_str().to_owned()).or_default();
+            if matches!(member.liveness, Liveness::Alive | Liveness::Suspect) {
+                entry.active = true;
+                if let Some(state) = member.state {
+                    entry.leaving = state.leaving;
+                    entry.claims = state.claims;
+                }
+            }
+        }
+        shared.members.send_replace(Some(view));
+        if let Some(layer2) = shared.layer2() {
+            let _ = layer2.cast(Layer2Msg::Changed);
+        }
+    }
+}
