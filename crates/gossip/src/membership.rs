@@ -1363,16 +1363,24 @@ impl Membership {
     /// Sends (again) the pull request for `name` to its owner and arms the retry.
     fn pull(&mut self, now: Instant, name: &NodeName) {
         let attempts = self.pulls.get(name).map_or(0, |pull| pull.attempts);
-        let summary = self
-            .pending_summary(name)
-            .filter(|_| attempts < PULL_ATTEMPTS_MAX);
-        let Some((summary, SummaryClaims::Paged(header))) = summary.map(|s| {
+        let wanted = self.pending_summary(name);
+        let gave_up = wanted.is_some() && attempts >= PULL_ATTEMPTS_MAX;
+        let Some((summary, SummaryClaims::Paged(header))) = wanted.filter(|_| !gave_up).map(|s| {
             let claims = s.claims.clone();
             (s, claims)
         }) else {
-            // Not wanted any more, or the owner never answered: forget it (a newer summary, or the
-            // next anti-entropy page, starts again).
-            if self.pulls.remove(name).is_some() {
+            // Not wanted any more (a newer record arrived, or the owner is down, gone or
+            // replaced), or the owner never answered: forget it (a newer summary, or the next
+            // anti-entropy page, starts again).
+            let superseded = {
+                let shared = self.shared.lock();
+                match (shared.pending.get(name), shared.states.get(name)) {
+                    (None, _) => true,
+                    (Some(pending), Some(held)) => held.order() >= pending.order(),
+                    (Some(_), None) => false,
+                }
+            };
+            if self.pulls.remove(name).is_some() && (gave_up || !superseded) {
                 self.metrics.claim_pull("abandoned");
             }
             self.shared.lock().pending.remove(name);

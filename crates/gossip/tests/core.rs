@@ -658,3 +658,40 @@ fn paged_claims_converge_at_two_percent_loss_and_too_many_are_refused() {
         Err(ironlb_gossip::StateError::TooManyClaims { .. })
     ));
 }
+
+#[test]
+fn a_pull_from_an_owner_that_dies_is_abandoned() {
+    let (mut net, addrs) = cluster(25, 4);
+    net.input(addrs[0], Input::SetClaims(many_v4(2_000, 0x0a60_0000)));
+    // The summary is on its way; the owner dies before it can answer any pull.
+    net.kill(addrs[0]);
+    net.run_for(Duration::from_secs(3));
+    let mut abandoned = 0;
+    for observer in &addrs[1..] {
+        assert!(net.first_seen(*observer, is_down_of(addrs[0])).is_some());
+        let state = state_of(&net, *observer, "node-0");
+        assert!(
+            state.is_none_or(|s| s.claims.len() < 2_000),
+            "{observer} got pages from a dead owner"
+        );
+        let metrics = net.member(*observer).unwrap().metrics();
+        abandoned += metrics.claim_pull_count("abandoned");
+        assert_eq!(metrics.claim_pull_count("completed"), 0);
+    }
+    assert!(abandoned > 0, "nobody started (and gave up) a pull");
+    // No more requests once the owner is down.
+    let requested = |net: &SimNetwork| -> u64 {
+        addrs[1..]
+            .iter()
+            .map(|a| {
+                net.member(*a)
+                    .unwrap()
+                    .metrics()
+                    .claim_pull_count("requested")
+            })
+            .sum()
+    };
+    let before = requested(&net);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(requested(&net), before);
+}
