@@ -6,6 +6,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `probe` | the client-side outage probe: a request every 10 ms, outage = last answer before a kill to first answer after it |
+//! | `bench` | `failover-bench`: ironlb next to keepalived and serf, same topology, probe and node death; percentiles |
 //! | `backend` | the tiny per-node backend that answers with its node name (UDP and HTTP) |
 //! | `topology` | namespaces, the LAN bridge, addresses, the kube-proxy stand-in, node death, cleanup by prefix |
 //! | `process` | processes inside namespaces with logs to files: spawn, signal, kill -9, restart |
@@ -19,6 +20,7 @@
 //! | `error` | `LabError` |
 
 pub mod backend;
+pub mod bench;
 pub mod cluster;
 pub mod demo;
 pub mod error;
