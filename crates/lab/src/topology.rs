@@ -39,6 +39,8 @@ pub const NODES_MAX: usize = 50;
 pub const LAN_INTERFACE: &str = "eth0";
 /// The kube-proxy stand-in's interface (IPVS mode's name; MetalLB's speaker never announces on it).
 pub const KUBE_PROXY_INTERFACE: &str = "kube-ipvs0";
+/// The other end of the kube-proxy stand-in's interface where no dummy driver exists.
+const KUBE_PROXY_PEER_INTERFACE: &str = "kube-ipvs0-peer";
 
 /// The roles of the lab's non-node namespaces.
 const SWITCH: &str = "sw";
@@ -495,12 +497,10 @@ impl Lab {
         self.namespaces.push(namespace.clone());
         self.ip(role, &["link", "set", "lo", "up"])?;
         if role != SWITCH {
-            // Addresses are usable at once (no duplicate address detection delay) and a new MAC
-            // for a neighbour is accepted at once (Linux ignores updates within `locktime`).
+            // Addresses are usable at once (no duplicate address detection delay).
             for setting in [
                 "net.ipv6.conf.all.accept_dad=0",
                 "net.ipv6.conf.default.accept_dad=0",
-                "net.ipv4.neigh.default.locktime=0",
             ] {
                 self.sysctl(role, setting)?;
             }
@@ -543,6 +543,8 @@ impl Lab {
         self.ip(role, &["addr", "add", &v4, "dev", LAN_INTERFACE])?;
         self.ip(role, &["addr", "add", &v6, "dev", LAN_INTERFACE, "nodad"])?;
         self.ip(role, &["link", "set", LAN_INTERFACE, "up"])?;
+        // A new MAC for a neighbour is accepted at once (Linux ignores updates within
+        // `locktime` of the last one), so the client follows a takeover's gratuitous ARP.
         self.sysctl(role, &format!("net.ipv4.neigh.{LAN_INTERFACE}.locktime=0"))?;
         Ok(())
     }
@@ -611,10 +613,30 @@ impl Lab {
     /// node would answer ARP for every Service IP and the speaker's election would be moot.
     /// That is why MetalLB asks for kube-proxy's `strictARP`.
     fn add_kube_proxy_interface(&self, node: &str) -> Result<(), LabError> {
-        self.ip(
-            node,
-            &["link", "add", KUBE_PROXY_INTERFACE, "type", "dummy"],
-        )?;
+        if self
+            .ip(
+                node,
+                &["link", "add", KUBE_PROXY_INTERFACE, "type", "dummy"],
+            )
+            .is_err()
+        {
+            // Kernels without the dummy driver (some containers): a veth pair with both ends
+            // in the node plays the same part (addresses on it are local, it leads nowhere).
+            self.ip(
+                node,
+                &[
+                    "link",
+                    "add",
+                    KUBE_PROXY_INTERFACE,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    KUBE_PROXY_PEER_INTERFACE,
+                ],
+            )?;
+            self.ip(node, &["link", "set", KUBE_PROXY_PEER_INTERFACE, "up"])?;
+        }
         self.ip(node, &["link", "set", KUBE_PROXY_INTERFACE, "up"])?;
         for setting in [
             "net.ipv4.conf.all.arp_ignore=1",

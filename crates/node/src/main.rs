@@ -38,6 +38,8 @@ enum Command {
     Controller(cmd::controller::Args),
     /// Convert MetalLB's legacy `config` ConfigMap into metallb.io objects (YAML on stdout).
     ConvertConfig(cmd::convert::Args),
+    /// The main job, in network namespaces: a node killed, the outage measured (root).
+    Demo(cmd::demo::Args),
     /// Print the IP every LoadBalancer Service of a set of manifests would get (offline).
     Plan(cmd::plan::Args),
     /// The speaker: announce Service IPs from this node (MetalLB's speaker, layer 2).
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Config(command) => cmd::config::run(command),
         Command::Controller(args) => cmd::controller::run(args),
         Command::ConvertConfig(args) => cmd::convert::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Speaker(args) => cmd::speaker::run(args),
     };

@@ -6,5 +6,6 @@ pub(crate) mod bgp_announce;
 pub(crate) mod config;
 pub(crate) mod controller;
 pub(crate) mod convert;
+pub(crate) mod demo;
 pub(crate) mod plan;
 pub(crate) mod speaker;
