@@ -40,6 +40,9 @@ enum Command {
     ConvertConfig(cmd::convert::Args),
     /// The main job, in network namespaces: a node killed, the outage measured (root).
     Demo(cmd::demo::Args),
+    /// Lab helpers run inside network namespaces (backend, probe): demo, tests and bench only.
+    #[command(subcommand, hide = true)]
+    Lab(cmd::lab::Command),
     /// Print the IP every LoadBalancer Service of a set of manifests would get (offline).
     Plan(cmd::plan::Args),
     /// The speaker: announce Service IPs from this node (MetalLB's speaker, layer 2).
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Controller(args) => cmd::controller::run(args),
         Command::ConvertConfig(args) => cmd::convert::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Lab(command) => cmd::lab::run(command),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Speaker(args) => cmd::speaker::run(args),
     };

@@ -7,5 +7,6 @@ pub(crate) mod config;
 pub(crate) mod controller;
 pub(crate) mod convert;
 pub(crate) mod demo;
+pub(crate) mod lab;
 pub(crate) mod plan;
 pub(crate) mod speaker;
