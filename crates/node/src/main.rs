@@ -38,6 +38,8 @@ enum Command {
     Controller(cmd::controller::Args),
     /// Convert MetalLB's legacy `config` ConfigMap into metallb.io objects (YAML on stdout).
     ConvertConfig(cmd::convert::Args),
+    /// Print the metallb.io CRDs (YAML), as in deploy/crds/metallb.io.yaml.
+    Crds(cmd::crds::Args),
     /// The main job, in network namespaces: a node killed, the outage measured (root).
     Demo(cmd::demo::Args),
     /// Lab helpers run inside network namespaces (backend, probe): demo, tests and bench only.
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Config(command) => cmd::config::run(command),
         Command::Controller(args) => cmd::controller::run(args),
         Command::ConvertConfig(args) => cmd::convert::run(args),
+        Command::Crds(args) => cmd::crds::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Lab(command) => cmd::lab::run(command),
         Command::Plan(args) => cmd::plan::run(args),

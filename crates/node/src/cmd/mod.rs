@@ -6,6 +6,7 @@ pub(crate) mod bgp_announce;
 pub(crate) mod config;
 pub(crate) mod controller;
 pub(crate) mod convert;
+pub(crate) mod crds;
 pub(crate) mod demo;
 pub(crate) mod lab;
 pub(crate) mod plan;
