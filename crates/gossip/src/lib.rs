@@ -2,8 +2,9 @@
 //!
 //! This crate owns the membership protocol (SWIM with suspicion, from the `foca` crate, behind our
 //! own [`Membership`] API so that nothing else in ironlb sees foca), the sealed transport
-//! (AES-256-GCM, [`seal`]), the state each node publishes ([`NodeState`]: claimed service IPs,
-//! `leaving`, protocol version) and the metrics. It does not own the election or the announcing of
+//! (AES-256-GCM, [`seal`]; an explicit unencrypted mode for `--gossip-insecure`,
+//! [`Keyring::insecure`]), the state each node publishes ([`NodeState`]: claimed service IPs —
+//! thousands of them, paged ([`pages`]) —, `leaving`, protocol version) and the metrics. It does not own the election or the announcing of
 //! IPs (`ironlb-announce`), nor reading the Secret (`ironlb`'s speaker).
 //!
 //! The IO boundary: [`Membership`] is sans-IO (datagrams, timer deadlines and `now` in; datagrams,
