@@ -100,8 +100,9 @@ pub struct GossipSettings {
     pub bind: SocketAddr,
     /// The address other members reach us at.
     pub advertise: SocketAddr,
-    /// The shared secret.
-    pub secret: Vec<u8>,
+    /// The shared secret; `None` gossips in plaintext (`--gossip-insecure`, checksummed but
+    /// not sealed; sealed members drop such datagrams).
+    pub secret: Option<Vec<u8>>,
     /// Extra seeds (`--peers`); Node InternalIPs at the bind port are added.
     pub seeds: Vec<SocketAddr>,
     /// The cluster name (gossip AAD).

@@ -2,145 +2,21 @@
 //! on a channel (no sockets, no root): a Service gets announced and its `ServiceL2Status`
 //! written; a panicking child is restarted while its siblings keep their state.
 
+mod common;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
+use common::{next_command, resource, setup, NAMESPACE, WAIT_MAX};
 use ironlb_actors::decide::Options;
 use ironlb_actors::tree::{
     L2Backend, Layer2Msg, Shared, Speaker, SpeakerConfig, StatusMsg, WatchMsg,
 };
 use ironlb_announce::l2::io::driver::Command;
-use ironlb_apiserver::Server;
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::discovery::ApiResource;
-use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams};
 use ractor::ActorRef;
-use serde_json::json;
 use tokio::sync::mpsc;
-
-const WAIT_MAX: Duration = Duration::from_secs(60);
-const NAMESPACE: &str = "metallb-system";
-
-fn resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "metallb.io".into(),
-        version: "v1beta1".into(),
-        api_version: "metallb.io/v1beta1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-async fn setup() -> (ironlb_apiserver::ServerHandle, Client) {
-    let crds = ironlb_api::crds()
-        .into_iter()
-        .map(|crd| serde_json::to_value(crd).expect("crd"))
-        .collect();
-    let server = Server::start(ironlb_apiserver::Config {
-        crds,
-        ..ironlb_apiserver::Config::default()
-    })
-    .await
-    .expect("stand-in starts");
-    let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    let client = Client::try_from(config).expect("client");
-    let pp = PostParams::default();
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &pp,
-            &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).expect("ns"),
-        )
-        .await
-        .expect("namespace");
-    Api::<Node>::all(client.clone())
-        .create(
-            &pp,
-            &serde_json::from_value(json!({"metadata": {"name": "node-a"}})).expect("node"),
-        )
-        .await
-        .expect("node");
-    let pools = Api::<DynamicObject>::namespaced_with(
-        client.clone(),
-        NAMESPACE,
-        &resource("IPAddressPool", "ipaddresspools"),
-    );
-    pools
-        .create(
-            &pp,
-            &serde_json::from_value(json!({
-                "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
-                "metadata": {"name": "pool-a"},
-                "spec": {"addresses": ["10.20.0.0/24"]}
-            }))
-            .expect("pool"),
-        )
-        .await
-        .expect("pool");
-    let ads = Api::<DynamicObject>::namespaced_with(
-        client.clone(),
-        NAMESPACE,
-        &resource("L2Advertisement", "l2advertisements"),
-    );
-    ads.create(
-        &pp,
-        &serde_json::from_value(json!({
-            "apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
-            "metadata": {"name": "l2"},
-            "spec": {"ipAddressPools": ["pool-a"]}
-        }))
-        .expect("ad"),
-    )
-    .await
-    .expect("ad");
-    let services = Api::<Service>::namespaced(client.clone(), "default");
-    services
-        .create(
-            &pp,
-            &serde_json::from_value(json!({
-                "metadata": {"name": "web", "namespace": "default"},
-                "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}
-            }))
-            .expect("svc"),
-        )
-        .await
-        .expect("svc");
-    services
-        .patch_status(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.20.0.5"}]}}})),
-        )
-        .await
-        .expect("svc status");
-    Api::<EndpointSlice>::namespaced(client.clone(), "default")
-        .create(
-            &pp,
-            &serde_json::from_value(json!({
-                "metadata": {"name": "web-1", "namespace": "default",
-                             "labels": {"kubernetes.io/service-name": "web"}},
-                "addressType": "IPv4",
-                "endpoints": [{"addresses": ["10.1.0.5"], "nodeName": "node-a",
-                               "conditions": {"ready": true}}]
-            }))
-            .expect("slice"),
-        )
-        .await
-        .expect("slice");
-    (server, client)
-}
-
-async fn next_command(rx: &mut mpsc::Receiver<Command>) -> Command {
-    tokio::time::timeout(WAIT_MAX, rx.recv())
-        .await
-        .expect("a layer 2 command in time")
-        .expect("channel open")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announces_writes_status_and_survives_a_crashed_child() {
@@ -154,6 +30,7 @@ async fn announces_writes_status_and_survives_a_crashed_child() {
             gossip: None,
             l2: L2Backend::Channel(tx),
             http: vec!["127.0.0.1:0".parse().expect("addr")],
+            bgp_shutdown_wait: Duration::from_millis(200),
         },
         Some(client.clone()),
     );

@@ -53,7 +53,10 @@ impl Actor for MembershipActor {
             .gossip
             .clone()
             .ok_or("membership without gossip settings")?;
-        let keyring = Keyring::new(&gossip.secret)?;
+        let keyring = match &gossip.secret {
+            Some(secret) => Keyring::new(secret)?,
+            None => Keyring::insecure(),
+        };
         let socket = tokio::net::UdpSocket::bind(gossip.bind).await?;
         let me = MemberId::new(
             NodeName::new(shared.config.node.clone())?,

@@ -1,4 +1,4 @@
-//! `ironlb speaker`: the announcing half of ironlb (MetalLB's speaker), layer 2 mode. Flags follow
+//! `ironlb speaker`: the announcing half of ironlb (MetalLB's speaker), layer 2 and BGP. Flags follow
 //! MetalLB's speaker (`metallb.md` §7.1); the logic is `ironlb-actors`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -50,6 +50,10 @@ pub(crate) struct Args {
         default_value = "/etc/ml_secret_key"
     )]
     ml_secret_key_path: PathBuf,
+    /// Allow gossip in plaintext when no memberlist key is mounted (tests and labs only;
+    /// without it, a missing key is an error).
+    #[arg(long, env = "IRONLB_GOSSIP_INSECURE")]
+    gossip_insecure: bool,
     /// Extra gossip seeds (`ip:port`, repeatable); Node InternalIPs are always used.
     #[arg(long = "peers", value_delimiter = ',')]
     peers: Vec<SocketAddr>,
@@ -111,12 +115,31 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .ml_bind_addr
                 .parse()
                 .with_context(|| format!("--ml-bindaddr {:?}", args.ml_bind_addr))?;
-            let secret = tree::read_secret(&args.ml_secret_key_path).with_context(|| {
-                format!(
-                    "reading the memberlist key {}",
-                    args.ml_secret_key_path.display()
-                )
-            })?;
+            let path = &args.ml_secret_key_path;
+            let secret = match tree::read_secret(path) {
+                Ok(secret) if !secret.is_empty() => Some(secret),
+                Ok(_) => None,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("reading the memberlist key {}", path.display()))
+                }
+            };
+            if secret.is_none() {
+                anyhow::ensure!(
+                    args.gossip_insecure,
+                    "no memberlist key at {} (the `secretkey` of the memberlist Secret): refusing \
+                     to gossip unencrypted; mount the Secret, or pass --gossip-insecure to gossip \
+                     in plaintext (tests and labs only)",
+                    path.display()
+                );
+                tracing::warn!(
+                    "gossiping in plaintext (--gossip-insecure): anyone on the network can read \
+                     and forge membership"
+                );
+            } else if args.gossip_insecure {
+                tracing::info!("a memberlist key is mounted: gossip is sealed, --gossip-insecure has no effect");
+            }
             let bind = SocketAddr::new(ip, args.ml_bind_port);
             Some(GossipSettings {
                 bind,
@@ -141,6 +164,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             gossip,
             l2: L2Backend::Driver(args.exclude_interfaces),
             http,
+            // Routes carry GRACEFUL_SHUTDOWN for half the grace, then are withdrawn.
+            bgp_shutdown_wait: args.shutdown_grace / 2,
         };
         let shared = Shared::new(config, Some(client));
         let (speaker, handle) =
