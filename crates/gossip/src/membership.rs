@@ -278,6 +278,8 @@ pub struct Membership {
     /// Pulls of other members' pages in progress, by name.
     pulls: BTreeMap<NodeName, Pull>,
     pull_generation: u64,
+    /// The source of the datagram being handled (foca's payload), if any.
+    datagram_from: Option<SocketAddr>,
     metrics: GossipMetrics,
 }
 
@@ -384,6 +386,7 @@ impl Membership {
             local_layout: None,
             pulls: BTreeMap::new(),
             pull_generation: 0,
+            datagram_from: None,
             metrics: GossipMetrics::default(),
         };
         let sync_at = now + membership.jitter(membership.config.sync_interval);
@@ -760,6 +763,7 @@ impl Membership {
         match frame {
             Frame::Foca(payload) => {
                 let backlog = self.swim.updates_backlog();
+                self.datagram_from = Some(from);
                 if let Err(error) = self.swim.handle_data(&payload, &mut self.collector) {
                     self.metrics.drop_datagram(match error {
                         foca::Error::Decode(_)
@@ -769,6 +773,7 @@ impl Membership {
                     });
                 }
                 self.after_swim(now, false, backlog);
+                self.datagram_from = None;
             }
             Frame::StatePage(records) => {
                 {
@@ -835,6 +840,7 @@ impl Membership {
 
     /// Runs after every call into foca: sends, timers, events, and pushing news at once.
     fn after_swim(&mut self, now: Instant, mut force_diff: bool, _backlog_before: usize) {
+        let mut want_sync = false;
         for _round in 0..ROUNDS_MAX {
             let sends = std::mem::take(&mut self.collector.sends);
             let timers = std::mem::take(&mut self.collector.timers);
@@ -857,11 +863,14 @@ impl Membership {
             let mut republish = false;
             for notification in &notifications {
                 match notification {
-                    OwnedNotification::Active => self.sync_request(),
+                    // We just joined (or came back): ask for everyone's state at once, once `diff`
+                    // has put the members in the view (the request goes to one of them).
+                    OwnedNotification::Active => want_sync = true,
                     OwnedNotification::Rejoin(new) => {
                         // The cluster declared our previous life down; foca moved us to a new one.
                         self.me = new.0.clone();
                         republish = true;
+                        want_sync = true;
                     }
                     _ => {}
                 }
@@ -883,6 +892,17 @@ impl Membership {
                 news = changed;
                 superseded = stale;
                 self.adjust_config();
+            }
+            if want_sync && self.view.values().any(|e| e.liveness.is_active()) {
+                // Found by the simulator (H4): requested before `diff`, it had no member to go to,
+                // and a restarted node learnt the others' claims only from anti-entropy (~2 s).
+                // Ask the member whose datagram made us active (it is alive: a random one may be
+                // a dead member we have not detected yet).
+                want_sync = false;
+                match self.datagram_from {
+                    Some(from) => self.send_frame(from, &[wire::KIND_SYNC_REQUEST]),
+                    None => self.sync_request(),
+                }
             }
             self.emit_updates();
             for (to, payload) in sends {

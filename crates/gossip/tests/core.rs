@@ -695,3 +695,36 @@ fn a_pull_from_an_owner_that_dies_is_abandoned() {
     net.run_for(Duration::from_secs(2));
     assert_eq!(requested(&net), before);
 }
+
+#[test]
+fn a_joining_or_restarted_node_learns_every_state_at_once() {
+    // Found by the simulator (H4): the first sync request went nowhere, so a (re)started node
+    // learnt the others' claims only from anti-entropy, after about `sync_interval`.
+    let (mut net, addrs) = cluster(26, 4);
+    for (index, addr) in addrs.iter().enumerate() {
+        net.input(
+            *addr,
+            Input::SetClaims(claims(&[&format!("192.0.2.{index}")])),
+        );
+    }
+    // Broadcasts die out: only a sync can teach the newcomers.
+    net.run_for(Duration::from_secs(5));
+    let late = sim_addr(9);
+    net.add(config(), "late", 1000, late, keyring());
+    net.input(late, Input::Join(vec![addrs[1]]));
+    net.kill(addrs[3]);
+    net.add(config(), &name(3), 2000, addrs[3], keyring());
+    net.input(addrs[3], Input::Join(vec![addrs[0]]));
+    // Well below the 2 s sync interval (and the speaker's 1 s settle).
+    net.run_for(Duration::from_millis(300));
+    for observer in [late, addrs[3]] {
+        for index in 0..3 {
+            assert_eq!(
+                state_of(&net, observer, &name(index)).map(|s| s.claims),
+                Some(claims(&[&format!("192.0.2.{index}")])),
+                "{observer} on {}",
+                name(index)
+            );
+        }
+    }
+}
