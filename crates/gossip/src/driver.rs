@@ -225,7 +225,12 @@ async fn run(
                 let now = clock.now();
                 match command {
                     Command::Join(seeds) => membership.handle(now, Input::Join(seeds)),
-                    Command::SetClaims(claims) => membership.handle(now, Input::SetClaims(claims)),
+                    Command::SetClaims(claims) => {
+                        if let Err(error) = membership.set_claims(now, claims) {
+                            // The previous claims stay published.
+                            tracing::warn!(%error, "gossip: claims not published");
+                        }
+                    }
                     Command::SetLeaving(leaving) => membership.handle(now, Input::SetLeaving(leaving)),
                     Command::SetKeyring(keyring) => membership.set_keyring(keyring),
                     Command::Members(reply) => {

@@ -1,5 +1,6 @@
-//! Real UDP on loopback: five members as tasks, one is killed (task aborted, socket closed), every
-//! survivor sees it Down. Deadlines are generous (this is not a speed test).
+//! Real UDP on loopback: five members as tasks; 5,000 claims of one reach the others in pages; one
+//! is killed (task aborted, socket closed), every survivor sees it Down. Deadlines are generous
+//! (this is not a speed test).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -67,6 +68,29 @@ async fn five_members_on_loopback_see_a_killed_one_down() {
                 .filter(|m| m.liveness.is_active())
                 .map(|m| m.id.name.clone())
                 .collect();
+        }
+    }
+    // Thousands of claims travel in pages over real sockets.
+    let claims: std::collections::BTreeSet<std::net::IpAddr> = (0..5_000u32)
+        .map(|i| std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a40_0000 + i)))
+        .collect();
+    drivers[&0].handle.set_claims(claims.clone()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for index in 1..5 {
+        loop {
+            let members = drivers[&index].handle.members().await.unwrap();
+            let state = members
+                .iter()
+                .find(|m| m.id.addr == addrs[0])
+                .and_then(|m| m.state.clone());
+            if state.is_some_and(|s| s.claims == claims) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node-{index} never got node-0's 5,000 claims"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     // Kill one: abort its task, which closes its socket.
