@@ -290,7 +290,7 @@ async fn the_stand_in_accepts_the_manifest() {
             "{key} in the first, speaker-less apply:\n{first}"
         );
     }
-    assert!(objects.keys().any(|key| is_speaker(key)));
+    assert!(objects.keys().any(is_speaker));
     // Step 5: the rest.
     let second = kubectl.ok(&["apply", "-f", &path]);
     for key in objects.keys() {
