@@ -303,7 +303,7 @@ fn run_ironlb_l2(
     cluster.start_speakers(&[])?;
     let ip = cluster.create_service(&ServiceSpec::new("web"), &nodes)?;
     let probe = start_probe(&cluster.lab, &options.binary, SocketAddr::new(ip, UDP_PORT))?;
-    kill_cycles(options, &mut cluster.lab, probe, report)
+    kill_cycles(options, &mut cluster.lab, probe, report, &|| true)
 }
 
 fn run_ironlb_bgp(
@@ -348,18 +348,35 @@ fn run_ironlb_bgp(
         ));
         return Ok(());
     }
-    let bfd_up = router
-        .text("show bfd peers brief")
-        .map(|text| text.matches(" up ").count())
-        .unwrap_or(0);
-    if bfd_up < nodes.len() {
+    // BFD sessions come up after BGP: wait for them, so that every kill is detected by BFD.
+    let bfd_up = |router: &Router| {
+        router
+            .json("show bfd peers json")
+            .and_then(|peers| {
+                peers.as_array().map(|peers| {
+                    peers
+                        .iter()
+                        .filter(|peer| peer["status"].as_str() == Some("up"))
+                        .count()
+                })
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bfd_up(&router) < nodes.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let up = bfd_up(&router);
+    if up < nodes.len() {
         report.note = Some(format!(
-            "BFD sessions up on the router: {bfd_up} of {} (failover falls back to the BGP hold time)",
+            "BFD sessions up on the router: {up} of {} after 30 s (a kill of a node without BFD falls back to the BGP hold time)",
             nodes.len()
         ));
     }
     let probe = start_probe(&cluster.lab, &options.binary, SocketAddr::new(ip, UDP_PORT))?;
-    kill_cycles(options, &mut cluster.lab, probe, report)
+    let node_count = nodes.len();
+    let ready = || bfd_up(&router) >= node_count && router.next_hops(&prefix).len() >= node_count;
+    kill_cycles(options, &mut cluster.lab, probe, report, &ready)
 }
 
 fn run_keepalived(
@@ -383,7 +400,7 @@ fn run_keepalived(
         &options.binary,
         SocketAddr::new(IpAddr::V4(KEEPALIVED_VIP), UDP_PORT),
     )?;
-    kill_cycles(options, &mut lab, probe, report)
+    kill_cycles(options, &mut lab, probe, report, &|| true)
 }
 
 /// The backend as a lab process of `node` (labs without a cluster).
@@ -402,6 +419,7 @@ fn kill_cycles(
     lab: &mut Lab,
     mut probe: ProbeProcess,
     report: &mut SystemReport,
+    ready: &dyn Fn() -> bool,
 ) -> Result<(), LabError> {
     if !probe.wait_for_answers(None, 0, 50, Duration::from_secs(60)) {
         report.note = Some("not measured: the probe got fewer than 50 answers in 60 s".into());
@@ -472,6 +490,11 @@ fn kill_cycles(
             .mark(&format!("revive {owner}"))
             .map_err(|error| bench_error(error.to_string()))?;
         std::thread::sleep(options.settle);
+        // The revived node is back in service (for BGP: its session and BFD are up again).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     let log: ProbeLog = probe
         .stop()
