@@ -789,7 +789,13 @@ impl Membership {
                 page_count,
                 digests,
             } => {
-                if owner.name != self.me.name {
+                // Only members get pages: an answer is up to PAGES_MAX datagrams, which must not
+                // be aimed at a spoofed source (insecure mode has no authentication).
+                let member = self
+                    .view
+                    .values()
+                    .any(|e| e.id.addr == from && e.liveness.is_active());
+                if owner.name != self.me.name || !member {
                     self.metrics.drop_datagram(DropReason::Rejected);
                     return;
                 }

@@ -728,3 +728,39 @@ fn a_joining_or_restarted_node_learns_every_state_at_once() {
         }
     }
 }
+
+#[test]
+fn pages_are_only_sent_to_members() {
+    let (mut net, addrs) = cluster(27, 3);
+    net.input(addrs[0], Input::SetClaims(many_v4(2_000, 0x0a70_0000)));
+    net.run_for(Duration::from_secs(1));
+    let pages_before = net
+        .member(addrs[0])
+        .unwrap()
+        .metrics()
+        .claim_pages_sent
+        .get();
+    assert!(pages_before > 0);
+    let rejected_before = net
+        .member(addrs[0])
+        .unwrap()
+        .metrics()
+        .dropped_count(DropReason::Rejected);
+    // A well-formed, correctly sealed pull request for node-0's pages ("send them all"), from an
+    // address that is not a member.
+    let mut frame = vec![ironlb_gossip::wire::KIND_PULL_REQUEST, 6];
+    frame.extend_from_slice(b"node-0");
+    frame.extend_from_slice(&[0xe8, 0x07, 4, 10, 0, 0, 1]); // incarnation 1000, 10.0.0.1
+    frame.extend_from_slice(&7946u16.to_be_bytes());
+    frame.extend_from_slice(&1u16.to_be_bytes()); // page count
+    frame.extend_from_slice(&0u16.to_be_bytes()); // no digests: every page
+    let mut forger = SealedTransport::new("test-cluster", keyring(), 1400, [7; 4], 3);
+    net.inject(sim_addr(70), addrs[0], forger.seal(&frame).unwrap());
+    net.run_for(Duration::from_millis(5));
+    let metrics = net.member(addrs[0]).unwrap().metrics();
+    assert_eq!(metrics.claim_pages_sent.get(), pages_before);
+    assert_eq!(
+        metrics.dropped_count(DropReason::Rejected),
+        rejected_before + 1
+    );
+}
