@@ -14,9 +14,9 @@
 //!   digest differs. The receiver keeps its pages whose digest matches the directory, collects the
 //!   rest, and applies the state once the union matches the claim count and the digest of the
 //!   whole set; on a mismatch (a 32-bit page digest collision) it asks for every page.
-//! * Lost requests or pages are re-requested every [`pull_retry`]; a summary reaches everyone
-//!   through the same three paths as an inline record (broadcast, the join sync, anti-entropy), so
-//!   a late joiner pulls every owner's pages once.
+//! * Lost requests or pages are re-requested every `max(4 × probe_period, 100 ms)`; a summary
+//!   reaches everyone through the same three paths as an inline record (broadcast, the join sync,
+//!   anti-entropy), so a late joiner pulls every owner's pages once.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

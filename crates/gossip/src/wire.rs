@@ -1,5 +1,5 @@
 //! The plaintext inside a sealed datagram: a frame kind, then either foca's SWIM payload (encoded by
-//! our [`WireCodec`]) or one of our own frames (state sync, sync request, goodbye).
+//! our `WireCodec`) or one of our own frames (state sync, sync request, goodbye).
 //!
 //! ```text
 //! frame     = kind:u8 body
