@@ -306,6 +306,23 @@ impl BgpCore {
     }
 }
 
+impl BgpCore {
+    /// After a planned stop: nothing is advertised any more, so this node's
+    /// `ServiceBGPStatus` objects are deleted.
+    pub fn withdraw_all(&mut self) -> Vec<BgpAction> {
+        let actions = self
+            .status
+            .keys()
+            .map(|key| BgpAction::Status(key.clone(), None))
+            .collect();
+        self.status.clear();
+        for state in self.services.values_mut() {
+            state.peers.clear();
+        }
+        actions
+    }
+}
+
 /// Two Services (or advertisements) yield the same prefix: communities are united, the first
 /// LOCAL_PREF stays (Services iterate in `namespace/name` order, so the result is stable).
 fn merge(existing: &mut RouteAttributes, other: &RouteAttributes) {

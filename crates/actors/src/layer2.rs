@@ -220,7 +220,8 @@ impl Layer2Core {
         })
     }
 
-    /// Withdraws everything (end of a handover, or shutdown).
+    /// Withdraws everything and deletes this node's status objects (end of a handover, or
+    /// shutdown).
     pub fn withdraw_all(&mut self) -> Vec<Action> {
         let mut actions: Vec<Action> = self
             .announced
@@ -228,7 +229,14 @@ impl Layer2Core {
             .map(|ip| Action::Withdraw { ip: *ip })
             .collect();
         actions.push(Action::Claims(BTreeSet::new()));
+        // This node no longer owns anything: its ServiceL2Status objects go too.
+        actions.extend(
+            self.status
+                .keys()
+                .map(|key| Action::Status(key.clone(), None)),
+        );
         self.announced.clear();
+        self.status.clear();
         actions
     }
 }

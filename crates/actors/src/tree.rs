@@ -53,6 +53,8 @@ pub const INDEX_BATCH_MAX: usize = 512;
 pub const INDEX_DEBOUNCE: Duration = Duration::from_millis(20);
 /// How long a status change waits to be coalesced with others.
 pub const STATUS_COALESCE: Duration = Duration::from_millis(50);
+/// How long a planned shutdown waits for the last status writes.
+pub const STATUS_SHUTDOWN_FLUSH_MAX: Duration = Duration::from_secs(2);
 /// Status writes in flight at once.
 pub const STATUS_CONCURRENCY_MAX: usize = 16;
 /// First restart delay of a crashed child; doubled per crash up to [`RESTART_BACKOFF_MAX`].
@@ -63,6 +65,10 @@ pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub const RESTARTS_MAX: u32 = 5;
 /// The window of [`RESTARTS_MAX`].
 pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// Longest extra wait, after `--gossip-settle`, for the states (claims) of the other members.
+pub const SETTLE_EXTRA_MAX: Duration = Duration::from_secs(4);
+/// How often the settle check looks at the gossip view.
+pub const SETTLE_POLL: Duration = Duration::from_millis(50);
 /// How often a handover checks whether the successors have taken over.
 pub const HANDOVER_TICK: Duration = Duration::from_millis(50);
 /// Label of a `ServiceL2Status`: the node.
@@ -143,6 +149,8 @@ pub struct Shared {
     pub members: watch::Sender<Members>,
     /// Gossip has settled (claims of the others are known) or is disabled.
     pub settled: watch::Sender<bool>,
+    /// Active members whose state (claims) has not arrived yet.
+    pub member_states_missing: watch::Sender<usize>,
     /// Metrics.
     pub metrics: SpeakerMetrics,
     /// Per-Service layer 2 state (for `ironlb status` and tests).
@@ -163,6 +171,7 @@ impl Shared {
             snapshot: watch::Sender::new(Arc::new(Snapshot::default())),
             members: watch::Sender::new(if gossip { Some(BTreeMap::new()) } else { None }),
             settled: watch::Sender::new(!gossip),
+            member_states_missing: watch::Sender::new(0),
             metrics: SpeakerMetrics::default(),
             services: watch::Sender::new(BTreeMap::new()),
             bgp_services: watch::Sender::new(BTreeMap::new()),

@@ -2,7 +2,8 @@
 //! closed loopback ports (the sessions keep retrying, no packet leaves the host). The Service
 //! gets a `ServiceBGPStatus` naming both peers, the speaker writes `ConfigurationState
 //! speaker-<node>`, a panic in one session restarts that session only (the other session, Bgp
-//! and Layer2 keep running), and removing a peer stops its session and updates the status.
+//! and Layer2 keep running), removing a peer stops its session and updates the status, and a
+//! planned shutdown deletes the node's status objects before it returns.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use common::{create, next_command, resource, setup, wait_list, NAMESPACE, WAIT_MAX};
 use ironlb_actors::decide::Options;
 use ironlb_actors::tree::{
-    BgpMsg, L2Backend, Layer2Msg, SessionMsg, Shared, Speaker, SpeakerConfig,
+    BgpMsg, L2Backend, Layer2Msg, SessionMsg, Shared, Speaker, SpeakerConfig, SpeakerMsg,
 };
 use ironlb_announce::l2::io::driver::Command;
 use kube::api::{Api, DynamicObject};
@@ -230,7 +231,28 @@ async fn bgp_sessions_status_and_a_crashed_session() {
     )
     .await;
     assert!(rx.try_recv().is_err(), "layer 2 untouched");
-    speaker.stop(None);
+
+    // A planned shutdown withdraws and deletes this node's ServiceL2Status before it returns.
+    let grace = Duration::from_secs(1);
+    ractor::call_t!(
+        speaker,
+        |reply| SpeakerMsg::Shutdown { grace, reply },
+        10_000
+    )
+    .expect("shutdown");
+    assert!(matches!(
+        next_command(&mut rx).await,
+        Command::Withdraw { .. }
+    ));
+    let left = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        NAMESPACE,
+        &resource("ServiceL2Status", "servicel2statuses"),
+    )
+    .list(&Default::default())
+    .await
+    .expect("list");
+    assert!(left.items.is_empty(), "{:?}", left.items);
     let _ = handle.await;
     drop(server);
 }

@@ -153,6 +153,8 @@ impl Actor for Bgp {
                     })
                 });
                 futures::future::join_all(calls).await;
+                let actions = state.core.withdraw_all();
+                run_actions(&myself, state, actions).await;
                 let _ = reply.send(());
             }
             BgpMsg::Sessions(reply) => {

@@ -3,13 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ironlb_gossip::{Keyring, Liveness, MemberId, Membership, NodeName};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
-use super::{Layer2Msg, Shared, TaskSet};
+use super::{Layer2Msg, Shared, TaskSet, SETTLE_EXTRA_MAX, SETTLE_POLL};
 use crate::decide::MemberView;
 
 /// Messages of [`MembershipActor`].
@@ -94,14 +94,7 @@ impl Actor for MembershipActor {
             handle.clone(),
             shared.clone(),
         ));
-        let settle_shared = shared.clone();
-        let settle = tokio::spawn(async move {
-            tokio::time::sleep(gossip.settle).await;
-            settle_shared.settled.send_replace(true);
-            if let Some(layer2) = settle_shared.layer2() {
-                let _ = layer2.cast(Layer2Msg::Changed);
-            }
-        });
+        let settle = tokio::spawn(settle(shared.clone(), gossip.settle));
         let driver_task = driver.task;
         let abort_driver = tokio::spawn(async move {
             let _ = driver_task.await;
@@ -155,19 +148,56 @@ async fn forward_members(
             return;
         };
         let mut view: BTreeMap<String, MemberView> = BTreeMap::new();
+        let mut states_missing = 0;
         for member in snapshots {
             let entry = view.entry(member.id.name.as_str().to_owned()).or_default();
             if matches!(member.liveness, Liveness::Alive | Liveness::Suspect) {
                 entry.active = true;
-                if let Some(state) = member.state {
-                    entry.leaving = state.leaving;
-                    entry.claims = state.claims;
+                match member.state {
+                    Some(state) => {
+                        entry.leaving = state.leaving;
+                        entry.claims = state.claims;
+                    }
+                    None => states_missing += 1,
                 }
             }
         }
+        shared.member_states_missing.send_replace(states_missing);
         shared.members.send_replace(Some(view));
         if let Some(layer2) = shared.layer2() {
             let _ = layer2.cast(Layer2Msg::Changed);
         }
+    }
+}
+
+/// Marks the gossip settled: after `minimum`, once every other active member's state (its
+/// claims) is known and at least one other member is active (unless the cluster has no other
+/// Node), or after [`SETTLE_EXTRA_MAX`] more at the latest. A restarted node that elected
+/// before knowing the claims would take back an IP another node holds.
+async fn settle(shared: Arc<Shared>, minimum: Duration) {
+    tokio::time::sleep(minimum).await;
+    let deadline = tokio::time::Instant::now() + SETTLE_EXTRA_MAX;
+    loop {
+        let others_expected = shared
+            .snapshot
+            .borrow()
+            .nodes
+            .keys()
+            .any(|name| name != &shared.config.node);
+        let others_active = shared.members.borrow().as_ref().is_some_and(|view| {
+            view.iter()
+                .any(|(name, member)| name != &shared.config.node && member.active)
+        });
+        let complete = *shared.member_states_missing.borrow() == 0;
+        if (complete && (others_active || !others_expected))
+            || tokio::time::Instant::now() >= deadline
+        {
+            break;
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+    }
+    shared.settled.send_replace(true);
+    if let Some(layer2) = shared.layer2() {
+        let _ = layer2.cast(Layer2Msg::Changed);
     }
 }

@@ -7,7 +7,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 
 use super::{
     Bgp, BgpMsg, ClusterWatch, Crashes, Http, Layer2, Layer2Msg, MembershipActor, MembershipMsg,
-    Role, Shared, StatusWriter, RESTART_BACKOFF_MAX,
+    Role, Shared, StatusMsg, StatusWriter, RESTART_BACKOFF_MAX, STATUS_SHUTDOWN_FLUSH_MAX,
 };
 use crate::metrics::ChildLabels;
 
@@ -147,6 +147,12 @@ impl Actor for Speaker {
                     }
                 };
                 futures::join!(layer2, bgp);
+                // The status objects this node no longer backs are deleted before it exits.
+                if let Some(writer) = state.shared.status_writer() {
+                    let _ = writer
+                        .call(StatusMsg::FlushNow, Some(STATUS_SHUTDOWN_FLUSH_MAX))
+                        .await;
+                }
                 if let Some(membership) = state.shared.membership() {
                     let _ = membership
                         .call(MembershipMsg::Leave, Some(Duration::from_secs(1)))

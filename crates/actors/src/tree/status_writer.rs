@@ -95,6 +95,8 @@ pub enum StatusMsg {
     Config(Vec<String>),
     /// Write what is pending.
     Flush,
+    /// Write what is pending now and answer (planned shutdown).
+    FlushNow(ractor::RpcReplyPort<()>),
     /// Fault injection: panic.
     Panic,
 }
@@ -251,6 +253,11 @@ impl Actor for StatusWriter {
                 if failed {
                     schedule_flush(&myself, state, Duration::from_secs(1));
                 }
+                return Ok(());
+            }
+            StatusMsg::FlushNow(reply) => {
+                let _ = flush(state).await;
+                let _ = reply.send(());
                 return Ok(());
             }
             StatusMsg::Panic => panic!("fault injection: status writer"),
