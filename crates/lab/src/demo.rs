@@ -17,13 +17,18 @@ use serde::Serialize;
 use crate::cluster::{Cluster, METALLB_NAMESPACE};
 use crate::error::LabError;
 use crate::frr::{Router, RouterOptions};
-use crate::manifests::{bgp_config, l2_config, ServiceSpec, BGP_POOL_V4, HTTP_PORT, UDP_PORT};
+use crate::manifests::{
+    bgp_config, l2_config, ServiceSpec, BGP_CLIENT_ROUTE_V4, HTTP_PORT, UDP_PORT,
+};
 use crate::observe::{curl, node_macs, Capture};
 use crate::plot::Panel;
 use crate::probe::{ProbeConfig, ProbeLog, ProbeProcess};
 use crate::topology::{
     is_root, missing_tools, Lab, LabSpec, Tool, CLIENT, ROUTER, TOOLS_BASE, TOOLS_BGP, TOOLS_L2,
 };
+
+/// The probe mark set when the router no longer routes to the killed node.
+const WITHDRAWN_MARK: &str = "route withdrawn";
 
 /// Which scenarios to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,7 +323,7 @@ impl Runner<'_> {
         ));
         let manifests = match self.scenario {
             Scenario::L2 => l2_config(false),
-            Scenario::Bgp => bgp_config(&cluster.lab.v4(ROUTER)?.to_string(), false),
+            Scenario::Bgp => bgp_config(&cluster.lab.v4(ROUTER)?.to_string(), true),
         };
         let applied = cluster.apply(&manifests)?;
         progress.say(&format!(
@@ -326,9 +331,17 @@ impl Runner<'_> {
             applied.trim_end()
         ));
         let router = if self.scenario == Scenario::Bgp {
-            let router = Router::start(&mut cluster.lab, RouterOptions::default())?;
-            cluster.lab.route_client_via_router(BGP_POOL_V4)?;
-            progress.say("FRR router up (zebra + bgpd), peering with every node, ECMP across them");
+            let router = Router::start(
+                &mut cluster.lab,
+                RouterOptions {
+                    bfd: true,
+                    graceful_restart: false,
+                },
+            )?;
+            cluster.lab.route_client_via_router(BGP_CLIENT_ROUTE_V4)?;
+            progress.say(
+                "FRR router up (zebra, bfdd, bgpd), peering with every node (BFD 300 ms x 3), ECMP across them",
+            );
             Some(router)
         } else {
             None
@@ -360,6 +373,15 @@ impl Runner<'_> {
             while router.next_hops(&prefix).len() < nodes.len() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(200));
             }
+            // Fast failover needs BFD up on every session before the kill.
+            while router.bfd_up().len() < nodes.len() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            progress.say(&format!(
+                "BFD sessions up with {} of {} nodes",
+                router.bfd_up().len(),
+                nodes.len()
+            ));
             let hops = router.next_hops(&prefix);
             self.report.next_hops_before = hops.clone();
             progress.say(&format!(
@@ -438,6 +460,19 @@ impl Runner<'_> {
             .first()
             .map(|mark| mark.at_us)
             .unwrap_or_else(|| probe.latest_us());
+        if let Some(router) = &router {
+            // Mark on the probe's clock when the router drops the dead node's next hop.
+            let prefix = format!("{ip}/32");
+            let dead = IpAddr::V4(cluster.lab.v4(&owner)?);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if !router.next_hops(&prefix).contains(&dead) {
+                    let _ = probe.mark(WITHDRAWN_MARK);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let recovered = kill_seen
             && probe.wait_for(Duration::from_secs(60), |log| {
                 log.samples.iter().any(|sample| {
@@ -456,6 +491,13 @@ impl Runner<'_> {
         self.report.reached_after = recovered;
         self.report.owner_after = outage.first_after.as_ref().map(|a| a.node.clone());
         let mut marks = vec![(format!("kill {owner}"), kill_us)];
+        if let Some(withdrawn) = log.marks.iter().find(|mark| mark.label == WITHDRAWN_MARK) {
+            progress.say(&format!(
+                "the router dropped {owner}'s next hop {:.0} ms after the kill",
+                withdrawn.at_us.saturating_sub(kill_us) as f64 / 1000.0
+            ));
+            marks.push((format!("router drops {owner}'s route"), withdrawn.at_us));
+        }
         if recovered {
             progress.say(&format!(
                 "client's requests moved to {}: outage {:.0} ms (last answer before the kill → first answer after it)",

@@ -143,6 +143,23 @@ impl Router {
             .unwrap_or_default()
     }
 
+    /// BFD peers whose session is up.
+    pub fn bfd_up(&self) -> Vec<IpAddr> {
+        let Some(peers) = self.json("show bfd peers json") else {
+            return Vec::new();
+        };
+        let mut up: Vec<IpAddr> = peers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|peer| peer["status"].as_str() == Some("up"))
+            .filter_map(|peer| peer["peer"].as_str()?.parse().ok())
+            .collect();
+        up.sort();
+        up.dedup();
+        up
+    }
+
     /// The installed BGP routes: prefix → active next hops (sorted), for `ipv4` or `ipv6`.
     pub fn routes(&self, ipv6: bool) -> BTreeMap<String, Vec<IpAddr>> {
         let command = if ipv6 {

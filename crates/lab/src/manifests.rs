@@ -12,7 +12,9 @@ pub const L2_RANGE_V4: &str = "192.168.1.240-192.168.1.250";
 /// The layer 2 pool's IPv6 range.
 pub const L2_RANGE_V6: &str = "fd00:1::240-fd00:1::250";
 /// The BGP pool (outside the LAN: only the router's routes reach it).
-pub const BGP_POOL_V4: &str = "192.168.10.0/24";
+pub const BGP_POOL_V4: &str = "192.168.10.10-192.168.10.50";
+/// The prefix the client routes through the router (it holds the BGP pool).
+pub const BGP_CLIENT_ROUTE_V4: &str = "192.168.10.0/24";
 /// The BGP pool, IPv6.
 pub const BGP_POOL_V6: &str = "fd00:10::/120";
 /// The HTTP port of every Service (the backends listen on it).
