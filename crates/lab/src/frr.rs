@@ -162,18 +162,20 @@ impl Router {
 
     /// The installed BGP routes: prefix → active next hops (sorted), for `ipv4` or `ipv6`.
     pub fn routes(&self, ipv6: bool) -> BTreeMap<String, Vec<IpAddr>> {
+        self.try_routes(ipv6).unwrap_or_default()
+    }
+
+    /// As [`Router::routes`], but `None` when vtysh gave no readable table (so that "no
+    /// route" is never confused with "no answer").
+    pub fn try_routes(&self, ipv6: bool) -> Option<BTreeMap<String, Vec<IpAddr>>> {
         let command = if ipv6 {
             "show ipv6 route bgp json"
         } else {
             "show ip route bgp json"
         };
         let mut routes = BTreeMap::new();
-        let Some(table) = self.json(command) else {
-            return routes;
-        };
-        let Some(prefixes) = table.as_object() else {
-            return routes;
-        };
+        let table = self.json(command)?;
+        let prefixes = table.as_object()?;
         for (prefix, entries) in prefixes {
             let mut hops: Vec<IpAddr> = entries
                 .as_array()
@@ -188,7 +190,7 @@ impl Router {
             hops.dedup();
             routes.insert(prefix.clone(), hops);
         }
-        routes
+        Some(routes)
     }
 
     /// The active next hops of the route to `prefix` (`a.b.c.d/32`), empty when none.

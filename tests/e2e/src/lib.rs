@@ -18,9 +18,12 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ironlb_lab::cluster::{speaker_name, Cluster, APISERVER, CONTROLLER};
-use ironlb_lab::manifests::l2_config;
+use ironlb_lab::frr::{Router, RouterOptions};
+use ironlb_lab::manifests::{bgp_config, l2_config, BGP_CLIENT_ROUTE_V4};
 use ironlb_lab::observe::{arping_macs, node_macs};
-use ironlb_lab::topology::{is_root, missing_tools, Lab, LabSpec, TOOLS_BASE, TOOLS_BGP, TOOLS_L2};
+use ironlb_lab::topology::{
+    is_root, missing_tools, Lab, LabSpec, ROUTER, TOOLS_BASE, TOOLS_BGP, TOOLS_L2,
+};
 use ironlb_lab::LabError;
 
 /// How long convergence steps may take on a loaded CI machine (2 cores, other tests running).
@@ -124,6 +127,8 @@ pub struct Env {
     pub cluster: Cluster,
     /// Node name of every node MAC on the LAN.
     pub node_of_mac: BTreeMap<String, String>,
+    /// The FRR router, when the spec asked for BGP.
+    pub router: Option<Router>,
     _slot: Slot,
 }
 
@@ -144,6 +149,8 @@ pub struct EnvSpec {
     pub speaker_args: Vec<String>,
     /// Labels per node, set before the speakers start.
     pub node_labels: Vec<(String, String, String)>,
+    /// Start the FRR router (BFD on) and apply the tutorial's BGP configuration.
+    pub bgp: bool,
 }
 
 impl EnvSpec {
@@ -157,6 +164,17 @@ impl EnvSpec {
             ipv6: false,
             speaker_args: Vec::new(),
             node_labels: Vec::new(),
+            bgp: false,
+        }
+    }
+
+    /// Three nodes, BGP only (the FRR router, the client behind it).
+    pub fn bgp(prefix: &str) -> Self {
+        Self {
+            router: true,
+            l2: false,
+            bgp: true,
+            ..Self::l2(prefix)
         }
     }
 }
@@ -169,16 +187,19 @@ impl Env {
         let slot = Slot::acquire();
         let result = Self::try_start(spec);
         match result {
-            Ok((cluster, node_of_mac)) => Self {
+            Ok((cluster, node_of_mac, router)) => Self {
                 cluster,
                 node_of_mac,
+                router,
                 _slot: slot,
             },
             Err(error) => panic!("lab {} did not start: {error}", spec.prefix),
         }
     }
 
-    fn try_start(spec: &EnvSpec) -> Result<(Cluster, BTreeMap<String, String>), LabError> {
+    fn try_start(
+        spec: &EnvSpec,
+    ) -> Result<(Cluster, BTreeMap<String, String>, Option<Router>), LabError> {
         let binary = ironlb_binary().map_err(LabError::Spec)?;
         let mut lab_spec = LabSpec::new(&spec.prefix, spec.nodes);
         lab_spec.router = spec.router;
@@ -190,6 +211,16 @@ impl Env {
         if spec.l2 {
             cluster.apply(&l2_config(spec.ipv6))?;
         }
+        let mut router = None;
+        if spec.bgp {
+            let options = RouterOptions {
+                bfd: true,
+                graceful_restart: false,
+            };
+            router = Some(Router::start(&mut cluster.lab, options)?);
+            cluster.lab.route_client_via_router(BGP_CLIENT_ROUTE_V4)?;
+            cluster.apply(&bgp_config(&cluster.lab.v4(ROUTER)?.to_string(), true))?;
+        }
         cluster.start_controller()?;
         for node in cluster.lab.nodes() {
             cluster.start_backend(&node, &["--http-port", "80"])?;
@@ -197,7 +228,7 @@ impl Env {
         let extra: Vec<&str> = spec.speaker_args.iter().map(String::as_str).collect();
         cluster.start_speakers(&extra)?;
         let node_of_mac = node_macs(&cluster.lab)?;
-        Ok((cluster, node_of_mac))
+        Ok((cluster, node_of_mac, router))
     }
 
     /// The lab.
@@ -279,6 +310,47 @@ impl Env {
             assert!(
                 Instant::now() < deadline,
                 "{service}: ServiceL2Status on {status:?}, want {nodes:?}; logs in {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The router's active next hops for `ip`, as node names (sorted); `None` when the
+    /// router's table could not be read.
+    pub fn next_hop_nodes(&self, ip: IpAddr) -> Option<Vec<String>> {
+        let router = self.router.as_ref()?;
+        let prefix = match ip {
+            IpAddr::V4(_) => format!("{ip}/32"),
+            IpAddr::V6(_) => format!("{ip}/128"),
+        };
+        let mut routes = router.try_routes(ip.is_ipv6())?;
+        let mut nodes: Vec<String> = routes
+            .remove(&prefix)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|hop| {
+                self.cluster
+                    .lab
+                    .node_of_address(hop)
+                    .unwrap_or_else(|| hop.to_string())
+            })
+            .collect();
+        nodes.sort();
+        Some(nodes)
+    }
+
+    /// Waits until the router routes `ip` to exactly `nodes` (ECMP; none: no route).
+    pub fn wait_next_hops(&self, ip: IpAddr, nodes: &[&str]) {
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let hops = self.next_hop_nodes(ip);
+            if hops.as_deref().is_some_and(|hops| hops == nodes) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "router routes {ip} to {hops:?}, want {nodes:?}; logs in {}",
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(200));
