@@ -185,21 +185,13 @@ impl Env {
     /// something fails: a test cannot go on without it.
     pub fn start(spec: &EnvSpec) -> Self {
         let slot = Slot::acquire();
-        let result = Self::try_start(spec);
-        match result {
-            Ok((cluster, node_of_mac, router)) => Self {
-                cluster,
-                node_of_mac,
-                router,
-                _slot: slot,
-            },
+        match Self::try_start(spec, slot) {
+            Ok(env) => env,
             Err(error) => panic!("lab {} did not start: {error}", spec.prefix),
         }
     }
 
-    fn try_start(
-        spec: &EnvSpec,
-    ) -> Result<(Cluster, BTreeMap<String, String>, Option<Router>), LabError> {
+    fn try_start(spec: &EnvSpec, slot: Slot) -> Result<Self, LabError> {
         let binary = ironlb_binary().map_err(LabError::Spec)?;
         let mut lab_spec = LabSpec::new(&spec.prefix, spec.nodes);
         lab_spec.router = spec.router;
@@ -228,7 +220,12 @@ impl Env {
         let extra: Vec<&str> = spec.speaker_args.iter().map(String::as_str).collect();
         cluster.start_speakers(&extra)?;
         let node_of_mac = node_macs(&cluster.lab)?;
-        Ok((cluster, node_of_mac, router))
+        Ok(Self {
+            cluster,
+            node_of_mac,
+            router,
+            _slot: slot,
+        })
     }
 
     /// The lab.
