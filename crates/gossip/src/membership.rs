@@ -1505,11 +1505,17 @@ impl Membership {
                 return;
             }
         }
+        // After an inconsistent assembly (a page digest collision), reuse nothing.
+        let reuse = !pull.full;
         let old = pull
             .assembly
             .take()
-            .filter(|a| a.directory.header.page_count == page_count);
-        let held_pages = pages::split(&held, page_count);
+            .filter(|a| reuse && a.directory.header.page_count == page_count);
+        let held_pages = if reuse {
+            pages::split(&held, page_count)
+        } else {
+            Vec::new()
+        };
         let pages = directory
             .page_digests
             .iter()
