@@ -1610,3 +1610,84 @@ impl Membership {
         self.emit_updates();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn v4s(count: u32, base: u32) -> BTreeSet<IpAddr> {
+        (0..count)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(base + i)))
+            .collect()
+    }
+
+    #[test]
+    fn an_inconsistent_assembly_asks_for_every_page_next() {
+        let now = Instant::now();
+        let name = |n: &str| NodeName::new(n).unwrap();
+        let me = MemberId::new(name("me"), 1, "10.0.0.1:7946".parse().unwrap());
+        let owner = MemberId::new(name("owner"), 1, "10.0.0.2:7946".parse().unwrap());
+        let keyring = Keyring::new(&[7u8; 32]).unwrap();
+        let mut core = Membership::new(Config::lan("c"), me, keyring, 1, now).unwrap();
+        let claims = v4s(100, 0x0a00_0000);
+        let header = PagedHeader::of(&claims, 2).unwrap();
+        // We hold version 1 of the owner's claims; version 2 is announced.
+        core.shared.lock().apply_record(
+            StateRecord {
+                member: owner.clone(),
+                version: 1,
+                state: NodeState {
+                    claims: claims.clone(),
+                    leaving: false,
+                    protocol_version: PROTOCOL_VERSION,
+                },
+                paged: Some(header.clone()),
+            },
+            false,
+        );
+        let summary = Summary {
+            member: owner.clone(),
+            version: 2,
+            leaving: false,
+            protocol_version: PROTOCOL_VERSION,
+            claims: SummaryClaims::Paged(header.clone()),
+        };
+        assert!(core.shared.lock().apply_summary(summary));
+        core.start_pulls(now);
+        assert_eq!(core.metrics.claim_pull_count("requested"), 1);
+        // Every page digest matches what we hold, but the whole set does not (as when a changed
+        // page collides with the stale one).
+        let pages = pages::split(&claims, 2);
+        let directory = Directory {
+            member: owner.clone(),
+            version: 2,
+            leaving: false,
+            protocol_version: PROTOCOL_VERSION,
+            header: PagedHeader {
+                digest: pages::state_digest(&v4s(100, 0x0b00_0000)),
+                ..header
+            },
+            page_digests: pages.iter().map(|p| pages::page_digest(p)).collect(),
+        };
+        core.receive_directory(now, directory.clone());
+        assert_eq!(core.metrics.claim_pull_count("inconsistent"), 1);
+        assert_eq!(core.metrics.claim_pull_count("completed"), 0);
+        let pull = core.pulls.get(&owner.name).unwrap();
+        assert!(pull.full && pull.assembly.is_none());
+        // The next answer reuses nothing we hold: every page must come from the owner.
+        core.receive_directory(now, directory);
+        assert_eq!(core.metrics.claim_pull_count("inconsistent"), 1);
+        let pull = core.pulls.get(&owner.name).unwrap();
+        let assembly = pull.assembly.as_ref().unwrap();
+        assert!(assembly.pages.iter().all(Option::is_none));
+        assert_eq!(
+            core.shared
+                .lock()
+                .states
+                .get(&owner.name)
+                .map(|r| r.version),
+            Some(1)
+        );
+    }
+}
