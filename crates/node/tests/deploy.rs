@@ -65,6 +65,52 @@ fn crd_files_match_the_rust_types() {
     .map(|plural| format!("{plural}.metallb.io"))
     .collect();
     assert_eq!(names, expected);
+    // What the issue asks of them: status subresources everywhere, BGPPeer served as v1beta1
+    // (deprecated) and v1beta2 (stored), defaults, ranges, enums and CEL rules in the schemas.
+    for crd in documents(&file) {
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let versions = crd["spec"]["versions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            versions.iter().filter(|v| v["storage"] == true).count(),
+            1,
+            "{name}: one storage version"
+        );
+        for version in &versions {
+            assert_eq!(version["served"], true, "{name}");
+            assert!(
+                version["subresources"]["status"].is_object(),
+                "{name} {}: no status subresource",
+                version["name"]
+            );
+        }
+        if name == "bgppeers.metallb.io" {
+            let version = |v: &str| {
+                versions
+                    .iter()
+                    .find(|version| version["name"] == v)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            assert_eq!(version("v1beta2")["storage"], true);
+            assert_eq!(version("v1beta1")["storage"], false);
+            assert_eq!(version("v1beta1")["deprecated"], true);
+        }
+    }
+    for marker in [
+        "default:",
+        "minimum:",
+        "maximum:",
+        "enum:",
+        "x-kubernetes-validations:",
+    ] {
+        assert!(file.contains(marker), "no {marker} in the CRD schemas");
+    }
 }
 
 #[test]
@@ -253,13 +299,17 @@ fn speaker_has_host_network_net_raw_the_secret_and_enough_grace() {
     assert!(container["resources"]["requests"]["memory"].is_string());
 }
 
-/// Whether kubectl's apply output says `Kind/name` was created.
+/// Whether kubectl's apply output says `Kind/name` was created (`kind[.group]/name created`).
 fn created(output: &str, key: &str) -> bool {
     let (kind, name) = key.split_once('/').unwrap_or_default();
-    let expected = format!("{}/{name} created", kind.to_ascii_lowercase());
-    output
-        .lines()
-        .any(|line| line.starts_with(&expected) || line.contains(&format!(".{expected}")))
+    let kind = kind.to_ascii_lowercase();
+    output.lines().any(|line| {
+        let Some((resource, rest)) = line.split_once('/') else {
+            return false;
+        };
+        let resource_kind = resource.split('.').next().unwrap_or_default();
+        resource_kind == kind && rest == format!("{name} created")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
