@@ -1,0 +1,34 @@
+//! The bounded CI run: short seeds with random fault subsets must all pass (no safety
+//! violation, convergence once the faults stop). A failure prints the seed, its faults and the
+//! replay command. The long runs are `cargo run -p simulations --release -- --seeds N`.
+
+use std::time::Duration;
+
+use simulations::{replay_command, run_seeds, Overrides};
+
+/// Seeds run by CI (debug build, a few minutes of CPU at most on a busy machine).
+const CI_SEEDS: u64 = 120;
+
+#[test]
+fn bounded_seed_set_passes() {
+    let overrides = Overrides {
+        fault_phase: Some(Duration::from_secs(8)),
+        liveness_phase: Some(Duration::from_secs(12)),
+        ..Overrides::default()
+    };
+    let summary = run_seeds(10_000, CI_SEEDS, &overrides, 2, false);
+    let mut text = String::new();
+    for report in &summary.failed {
+        text.push_str(&format!(
+            "seed {} (faults {}): {:?}\n  replay: {}\n",
+            report.options.seed,
+            report.options.faults_text(),
+            report.failures,
+            replay_command(report, &overrides)
+        ));
+    }
+    println!("{}", summary.table());
+    assert_eq!(summary.seeds, CI_SEEDS);
+    assert!(summary.failed.is_empty(), "{text}");
+    assert!(!summary.failovers.is_empty(), "no failover was measured");
+}
