@@ -273,7 +273,16 @@ fn run_scenario(
                 cluster.lab.namespace(ROUTER)
             ));
         }
-        lines.extend(cluster.lab.explore_commands());
+        let ip = report
+            .service_ip
+            .map_or("<EXTERNAL-IP>".to_owned(), |ip| ip.to_string());
+        lines.extend(
+            cluster
+                .lab
+                .explore_commands()
+                .into_iter()
+                .map(|line| line.replace("<EXTERNAL-IP>", &ip)),
+        );
         for line in lines {
             println!("    {line}");
         }
