@@ -289,3 +289,30 @@ fn every_documented_metric_is_registered_in_the_code() {
         "docs/metrics.md lists metrics no code registers: {unknown:?}\n(registered: {registered:?})"
     );
 }
+
+/// The knob, `lan` and `wan` cells of the gossip timer tables.
+fn timer_rows(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .filter(|line| line.starts_with("| `"))
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            match cells.as_slice() {
+                ["", knob, lan, wan, _meaning, ""] if knob.ends_with('`') => {
+                    Some(((*knob).to_owned(), (*lan).to_owned(), (*wan).to_owned()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_failover_page_shows_the_gossip_timers_of_the_code() {
+    let documented = timer_rows(&read("docs/failover.md"));
+    let source = timer_rows(&read("crates/gossip/README.md"));
+    assert!(documented.len() >= 10, "{documented:?}");
+    assert_eq!(
+        documented, source,
+        "docs/failover.md's timer table differs from crates/gossip/README.md's"
+    );
+}
