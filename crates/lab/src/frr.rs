@@ -29,6 +29,16 @@ pub struct RouterOptions {
 
 /// FRR's configuration for a lab: one neighbor per node, all in one peer group.
 pub fn frr_config(lab: &Lab, options: RouterOptions) -> Result<String, LabError> {
+    frr_config_sessions(lab, options, false)
+}
+
+/// As [`frr_config`]; with `ipv6_sessions` the router also peers with every node over IPv6
+/// (peer group `nodes6`, IPv6 unicast only).
+pub fn frr_config_sessions(
+    lab: &Lab,
+    options: RouterOptions,
+    ipv6_sessions: bool,
+) -> Result<String, LabError> {
     let router_id = lab.v4(ROUTER)?;
     let mut text = format!(
         "frr defaults traditional\nhostname {}\nlog stdout informational\n!\n",
@@ -49,12 +59,33 @@ pub fn frr_config(lab: &Lab, options: RouterOptions) -> Result<String, LabError>
     if options.bfd {
         text.push_str(" neighbor nodes bfd profile lab\n");
     }
+    let groups: &[&str] = if ipv6_sessions {
+        text.push_str(&format!(
+            " neighbor nodes6 peer-group\n neighbor nodes6 remote-as {NODE_ASN}\n neighbor nodes6 timers 3 9\n neighbor nodes6 timers connect 1\n"
+        ));
+        if options.bfd {
+            text.push_str(" neighbor nodes6 bfd profile lab\n");
+        }
+        &["nodes", "nodes6"]
+    } else {
+        &["nodes"]
+    };
     for node in lab.nodes() {
         text.push_str(&format!(" neighbor {} peer-group nodes\n", lab.v4(&node)?));
+        if ipv6_sessions {
+            text.push_str(&format!(" neighbor {} peer-group nodes6\n", lab.v6(&node)?));
+        }
     }
     for family in ["ipv4", "ipv6"] {
+        text.push_str(&format!(" address-family {family} unicast\n"));
+        for group in groups {
+            // IPv4 sessions carry both families; IPv6 sessions only IPv6.
+            if family == "ipv6" || *group == "nodes" {
+                text.push_str(&format!("  neighbor {group} activate\n"));
+            }
+        }
         text.push_str(&format!(
-            " address-family {family} unicast\n  neighbor nodes activate\n  maximum-paths {MAXIMUM_PATHS}\n exit-address-family\n"
+            "  maximum-paths {MAXIMUM_PATHS}\n exit-address-family\n"
         ));
     }
     text.push_str("!\n");
@@ -71,6 +102,15 @@ pub struct Router {
 impl Router {
     /// Writes the configuration and starts the daemons; waits until bgpd answers vtysh.
     pub fn start(lab: &mut Lab, options: RouterOptions) -> Result<Self, LabError> {
+        Self::start_sessions(lab, options, false)
+    }
+
+    /// As [`Router::start`], with IPv6 sessions too when `ipv6_sessions`.
+    pub fn start_sessions(
+        lab: &mut Lab,
+        options: RouterOptions,
+        ipv6_sessions: bool,
+    ) -> Result<Self, LabError> {
         let namespace = lab.namespace(ROUTER);
         let run_dir = frr_run_dir(&namespace);
         std::fs::create_dir_all(&run_dir).map_err(|source| LabError::File {
@@ -78,7 +118,10 @@ impl Router {
             source,
         })?;
         run("chown", &["frr:frr", &run_dir.display().to_string()])?;
-        let config = lab.write_file("frr.conf", &frr_config(lab, options)?)?;
+        let config = lab.write_file(
+            "frr.conf",
+            &frr_config_sessions(lab, options, ipv6_sessions)?,
+        )?;
         let config_text = config.display().to_string();
         run("chown", &["frr:frr", &config_text])?;
         let mut daemons = vec!["zebra"];

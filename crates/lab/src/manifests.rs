@@ -16,7 +16,9 @@ pub const BGP_POOL_V4: &str = "192.168.10.10-192.168.10.50";
 /// The prefix the client routes through the router (it holds the BGP pool).
 pub const BGP_CLIENT_ROUTE_V4: &str = "192.168.10.0/24";
 /// The BGP pool, IPv6.
-pub const BGP_POOL_V6: &str = "fd00:10::/120";
+pub const BGP_POOL_V6: &str = "fd00:10::10-fd00:10::50";
+/// The IPv6 prefix the client routes through the router.
+pub const BGP_CLIENT_ROUTE_V6: &str = "fd00:10::/64";
 /// The HTTP port of every Service (the backends listen on it).
 pub const HTTP_PORT: u16 = 80;
 /// The UDP port of every Service (the outage probe's).
@@ -53,9 +55,18 @@ spec:
 /// The tutorial's BGP configuration: a `BGPPeer` per router address (`peer_addresses`), pool
 /// `bgp-pool` and a `BGPAdvertisement` of /32 (and /128) routes.
 pub fn bgp_config(peer_address: &str, bfd: bool) -> String {
+    bgp_config_with(peer_address, bfd, false)
+}
+
+/// As [`bgp_config`], with `enableGracefulRestart` on the peer when `graceful_restart`.
+pub fn bgp_config_with(peer_address: &str, bfd: bool, graceful_restart: bool) -> String {
+    bgp_config_peers(&[("router", peer_address)], bfd, graceful_restart)
+}
+
+/// The BGP configuration with one `BGPPeer` per (name, address) of `peers`.
+pub fn bgp_config_peers(peers: &[(&str, &str)], bfd: bool, graceful_restart: bool) -> String {
     let bfd_profile = if bfd {
-        "---
-apiVersion: metallb.io/v1beta1
+        "apiVersion: metallb.io/v1beta1
 kind: BFDProfile
 metadata:
   name: fast
@@ -64,24 +75,35 @@ spec:
   receiveInterval: 300
   transmitInterval: 300
   detectMultiplier: 3
+---
 "
     } else {
         ""
     };
-    let peer_bfd = if bfd { "  bfdProfile: fast\n" } else { "" };
-    format!(
-        "apiVersion: metallb.io/v1beta2
+    let mut peer_bfd = if bfd { "  bfdProfile: fast\n" } else { "" }.to_owned();
+    if graceful_restart {
+        peer_bfd.push_str("  enableGracefulRestart: true\n");
+    }
+    let mut peer_objects = String::new();
+    for (name, address) in peers {
+        let _ = write!(
+            peer_objects,
+            "apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata:
-  name: router
+  name: {name}
   namespace: metallb-system
 spec:
   myASN: {NODE_ASN}
   peerASN: {ROUTER_ASN}
-  peerAddress: {peer_address}
+  peerAddress: {address}
   holdTime: 9s
-{peer_bfd}{bfd_profile}---
-apiVersion: metallb.io/v1beta1
+{peer_bfd}---
+"
+        );
+    }
+    format!(
+        "{peer_objects}{bfd_profile}apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata:
   name: bgp-pool
@@ -216,6 +238,31 @@ mod tests {
         ] {
             assert!(yaml.contains(want), "{want} in {yaml}");
         }
+    }
+
+    #[test]
+    fn bgp_config_documents_are_separated() {
+        let text = bgp_config_peers(&[("a", "192.168.1.1"), ("b", "fd00:1::1")], true, true);
+        let kinds: Vec<&str> = text
+            .split("---\n")
+            .map(|doc| {
+                doc.lines()
+                    .find_map(|line| line.strip_prefix("kind: "))
+                    .unwrap_or("")
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "BGPPeer",
+                "BGPPeer",
+                "BFDProfile",
+                "IPAddressPool",
+                "BGPAdvertisement"
+            ]
+        );
+        assert_eq!(text.matches("enableGracefulRestart: true").count(), 2);
+        assert_eq!(text.matches("bfdProfile: fast").count(), 2);
     }
 
     #[test]

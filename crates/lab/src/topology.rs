@@ -479,6 +479,31 @@ impl Lab {
         self.exec(role, "sysctl", &["-qw", setting]).map(drop)
     }
 
+    /// The IPv6 link-local address of a role's LAN interface (routers often name next hops
+    /// by it).
+    pub fn link_local_v6(&self, role: &str) -> Result<Ipv6Addr, LabError> {
+        let text = self.ip(
+            role,
+            &[
+                "-6",
+                "-br",
+                "addr",
+                "show",
+                "dev",
+                LAN_INTERFACE,
+                "scope",
+                "link",
+            ],
+        )?;
+        text.split_whitespace()
+            .filter_map(|word| word.split('/').next()?.parse::<Ipv6Addr>().ok())
+            .find(|address| address.segments()[0] & 0xffc0 == 0xfe80)
+            .ok_or_else(|| LabError::Parse {
+                what: format!("link-local address of {LAN_INTERFACE} in {role}"),
+                detail: text.clone(),
+            })
+    }
+
     /// The MAC address of `interface` in `role`.
     pub fn mac(&self, role: &str, interface: &str) -> Result<String, LabError> {
         let text = self.ip(role, &["-br", "link", "show", "dev", interface])?;

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use ironlb_lab::cluster::{speaker_name, Cluster, APISERVER, CONTROLLER};
 use ironlb_lab::frr::{Router, RouterOptions};
-use ironlb_lab::manifests::{bgp_config, l2_config, BGP_CLIENT_ROUTE_V4};
+use ironlb_lab::manifests::{
+    bgp_config_peers, l2_config, BGP_CLIENT_ROUTE_V4, BGP_CLIENT_ROUTE_V6,
+};
 use ironlb_lab::observe::{arping_macs, node_macs};
 use ironlb_lab::topology::{
     is_root, missing_tools, Lab, LabSpec, ROUTER, TOOLS_BASE, TOOLS_BGP, TOOLS_L2,
@@ -129,6 +131,8 @@ pub struct Env {
     pub node_of_mac: BTreeMap<String, String>,
     /// The FRR router, when the spec asked for BGP.
     pub router: Option<Router>,
+    /// Node name of every node's IPv6 link-local address (IPv6 next hops).
+    pub node_of_link_local: BTreeMap<IpAddr, String>,
     _slot: Slot,
 }
 
@@ -151,6 +155,10 @@ pub struct EnvSpec {
     pub node_labels: Vec<(String, String, String)>,
     /// Start the FRR router (BFD on) and apply the tutorial's BGP configuration.
     pub bgp: bool,
+    /// BGP graceful restart on both sides (FRR helper, `enableGracefulRestart` on the peer).
+    pub graceful_restart: bool,
+    /// Also an IPv6 BGP session per node (a second `BGPPeer` on the router's IPv6 address).
+    pub ipv6_sessions: bool,
 }
 
 impl EnvSpec {
@@ -165,6 +173,8 @@ impl EnvSpec {
             speaker_args: Vec::new(),
             node_labels: Vec::new(),
             bgp: false,
+            graceful_restart: false,
+            ipv6_sessions: false,
         }
     }
 
@@ -207,11 +217,22 @@ impl Env {
         if spec.bgp {
             let options = RouterOptions {
                 bfd: true,
-                graceful_restart: false,
+                graceful_restart: spec.graceful_restart,
             };
-            router = Some(Router::start(&mut cluster.lab, options)?);
+            router = Some(Router::start_sessions(
+                &mut cluster.lab,
+                options,
+                spec.ipv6_sessions,
+            )?);
             cluster.lab.route_client_via_router(BGP_CLIENT_ROUTE_V4)?;
-            cluster.apply(&bgp_config(&cluster.lab.v4(ROUTER)?.to_string(), true))?;
+            cluster.lab.route_client_via_router(BGP_CLIENT_ROUTE_V6)?;
+            let v4 = cluster.lab.v4(ROUTER)?.to_string();
+            let v6 = cluster.lab.v6(ROUTER)?.to_string();
+            let mut peers = vec![("router", v4.as_str())];
+            if spec.ipv6_sessions {
+                peers.push(("router-v6", v6.as_str()));
+            }
+            cluster.apply(&bgp_config_peers(&peers, true, spec.graceful_restart))?;
         }
         cluster.start_controller()?;
         for node in cluster.lab.nodes() {
@@ -220,10 +241,16 @@ impl Env {
         let extra: Vec<&str> = spec.speaker_args.iter().map(String::as_str).collect();
         cluster.start_speakers(&extra)?;
         let node_of_mac = node_macs(&cluster.lab)?;
+        let mut node_of_link_local = BTreeMap::new();
+        for node in cluster.lab.nodes() {
+            let address = cluster.lab.link_local_v6(&node)?;
+            node_of_link_local.insert(IpAddr::V6(address), node);
+        }
         Ok(Self {
             cluster,
             node_of_mac,
             router,
+            node_of_link_local,
             _slot: slot,
         })
     }
@@ -330,6 +357,7 @@ impl Env {
                 self.cluster
                     .lab
                     .node_of_address(hop)
+                    .or_else(|| self.node_of_link_local.get(&hop).cloned())
                     .unwrap_or_else(|| hop.to_string())
             })
             .collect();
