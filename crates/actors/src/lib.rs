@@ -42,4 +42,5 @@ pub mod http;
 pub mod layer2;
 pub mod metrics;
 pub mod model;
+pub mod status;
 pub mod tree;
