@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine;
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use tokio::sync::{watch, Notify};
 
@@ -22,7 +23,7 @@ use crate::patch::{
 use crate::registry::{Registry, ResourceInfo, StorageKey, Strategy};
 use crate::schema;
 use crate::service::allocation_of;
-use crate::store::State;
+use crate::store::{view_prefix, Committed, State, Stored};
 
 /// `fieldValidation` query parameter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -126,8 +127,79 @@ impl Target {
 #[derive(Debug)]
 pub(crate) struct Outcome {
     pub(crate) object: Value,
+    /// `object` already encoded, when the stored bytes are the client's form.
+    pub(crate) json: Option<Bytes>,
     pub(crate) code: u16,
     pub(crate) warnings: Vec<String>,
+}
+
+impl Outcome {
+    fn of_value(object: Value, code: u16, warnings: Vec<String>) -> Self {
+        Self {
+            object,
+            json: None,
+            code,
+            warnings,
+        }
+    }
+
+    /// The client's view of a committed object, reusing the stored bytes when they are it.
+    fn of_committed(
+        info: &ResourceInfo,
+        committed: Committed,
+        code: u16,
+        warnings: Vec<String>,
+    ) -> Self {
+        match view_json(info, &committed.stored) {
+            Some(json) => Self {
+                object: committed.value,
+                json: Some(json),
+                code,
+                warnings,
+            },
+            None => Self::of_value(to_view(info, &committed.value), code, warnings),
+        }
+    }
+}
+
+/// An object read from the store, in the client's form.
+#[derive(Debug)]
+pub(crate) enum Fetched {
+    /// The stored bytes, which already are the client's form.
+    Json(Bytes),
+    /// The decoded view.
+    Value(Value),
+}
+
+impl Fetched {
+    fn of(info: &ResourceInfo, stored: &Stored) -> Self {
+        match view_json(info, stored) {
+            Some(json) => Self::Json(json),
+            None => Self::Value(to_view(info, &stored.value())),
+        }
+    }
+
+    /// The decoded object.
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Self::Json(json) => serde_json::from_slice(&json).unwrap_or(Value::Null),
+            Self::Value(value) => value,
+        }
+    }
+}
+
+/// The stored bytes when a client of `info` gets exactly them (`to_view` would change
+/// nothing): every kind but events.k8s.io Events, and custom resources read in the version
+/// they were stored in.
+pub(crate) fn view_json(info: &ResourceInfo, stored: &Stored) -> Option<Bytes> {
+    (info.strategy != Strategy::EventsV1
+        && stored.has_prefix(&view_prefix(&info.api_version(), &info.kind)))
+    .then(|| stored.json.clone())
+}
+
+/// Whether a stored object matches the selectors (decoding it only when they filter).
+pub(crate) fn selected(selectors: &Selectors, info: &ResourceInfo, stored: &Stored) -> bool {
+    selectors.is_everything() || selectors.matches(info, &stored.value())
 }
 
 /// Patch content types.
@@ -180,13 +252,13 @@ impl Core {
     }
 
     /// GET of one object.
-    pub(crate) fn get(&self, target: &Target) -> Result<Value, ApiError> {
-        let state = self.lock();
+    pub(crate) fn get(&self, target: &Target) -> Result<Fetched, ApiError> {
         let info = &target.info;
-        let object = state
+        let object = self
+            .lock()
             .get(&info.storage, &target.namespace_key(), target.name())
             .ok_or_else(|| ApiError::not_found(&info.group, &info.resource, target.name()))?;
-        Ok(to_view(info, &object))
+        Ok(Fetched::of(info, &object))
     }
 
     /// LIST: objects (view form) and the list metadata.
@@ -194,7 +266,7 @@ impl Core {
         &self,
         target: &Target,
         params: &Params,
-    ) -> Result<(Vec<Value>, Value), ApiError> {
+    ) -> Result<(Vec<Fetched>, Value), ApiError> {
         let info = &target.info;
         let selectors = Selectors::parse(
             info,
@@ -224,29 +296,28 @@ impl Core {
         };
         let mut items = Vec::new();
         let mut next = None;
-        let mut last_key: Option<(String, String)> = None;
-        for object in state.list(&info.storage, namespace) {
-            let key = (
-                meta_str(&object, "namespace")
-                    .unwrap_or_default()
-                    .to_string(),
-                meta_str(&object, "name").unwrap_or_default().to_string(),
-            );
+        let mut last_key: Option<&(String, String)> = None;
+        for (key, object) in state.entries(&info.storage, namespace) {
             if let Some(after) = &start_after {
-                if &key <= after {
+                if key <= after {
                     continue;
                 }
             }
-            if !selectors.matches(info, &object) {
+            if !selected(&selectors, info, object) {
                 continue;
             }
             if params.limit.is_some_and(|limit| items.len() >= limit) {
-                next = last_key.as_ref().map(|last| encode_continue(list_rv, last));
+                next = last_key.map(|last| encode_continue(list_rv, last));
                 break;
             }
-            items.push(to_view(info, &object));
+            items.push(object.clone());
             last_key = Some(key);
         }
+        drop(state);
+        let items = items
+            .iter()
+            .map(|object| Fetched::of(info, object))
+            .collect();
         let mut metadata = json!({"resourceVersion": list_rv.to_string()});
         if let Some(token) = next {
             metadata["continue"] = json!(token);
@@ -277,7 +348,7 @@ impl Core {
         let mut state = self.lock();
         let info = target.info.clone();
         let old = state
-            .get(&info.storage, &target.namespace_key(), target.name())
+            .get_value(&info.storage, &target.namespace_key(), target.name())
             .ok_or_else(|| ApiError::not_found(&info.group, &info.resource, target.name()))?;
         let body_rv = body
             .get("metadata")
@@ -346,7 +417,7 @@ impl Core {
                 .map_err(|error| ApiError::bad_request(format!("error decoding patch: {error}")))?,
         };
         let mut state = self.lock();
-        let existing = state.get(&info.storage, &target.namespace_key(), target.name());
+        let existing = state.get_value(&info.storage, &target.namespace_key(), target.name());
         let Some(old) = existing else {
             if patch_type == PatchType::Apply && !target.status {
                 let outcome = create_locked(&mut state, target, patch, params)?;
@@ -436,11 +507,11 @@ impl Core {
             params.dry_run,
         )?;
         self.notify(&state);
-        Ok(Outcome {
-            object: to_view(&target.info, &outcome),
-            code: 200,
-            warnings: Vec::new(),
-        })
+        Ok(Outcome::of_value(
+            to_view(&target.info, &outcome),
+            200,
+            Vec::new(),
+        ))
     }
 
     /// DELETE of a collection.
@@ -463,17 +534,9 @@ impl Core {
             None
         };
         let victims: Vec<(String, String)> = state
-            .list(&info.storage, namespace)
-            .iter()
-            .filter(|object| selectors.matches(info, object))
-            .map(|object| {
-                (
-                    meta_str(object, "namespace")
-                        .unwrap_or_default()
-                        .to_string(),
-                    meta_str(object, "name").unwrap_or_default().to_string(),
-                )
-            })
+            .entries(&info.storage, namespace)
+            .filter(|(_, object)| selected(&selectors, info, object))
+            .map(|(key, _)| key.clone())
             .collect();
         let mut deleted = Vec::new();
         for (namespace, name) in victims {
@@ -653,15 +716,19 @@ impl ApiError {
 }
 
 fn validate_name(info: &ResourceInfo, name: &str) -> Option<Cause> {
+    // RBAC objects only need a valid path segment (`system:controller:…` names).
+    let path_segment = info.group == "rbac.authorization.k8s.io";
     let ok = match info.strategy {
         Strategy::Service => is_dns1035_label(name),
         Strategy::Namespace => is_dns1123_label(name),
+        _ if path_segment => !matches!(name, "." | "..") && !name.contains(['/', '%']),
         _ => is_dns1123_subdomain(name),
     };
     (!ok).then(|| {
         let detail = match info.strategy {
             Strategy::Service => "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character",
             Strategy::Namespace => "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+            _ if path_segment => "may not be '.' or '..' and may not contain '/' or '%'",
             _ => "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
         };
         Cause::invalid("metadata.name", &json!(name), detail)
@@ -682,11 +749,7 @@ fn check_namespace(
     let Some(ns) = state.get(&key, "", namespace) else {
         return Err(ApiError::not_found("", "namespaces", namespace));
     };
-    if ns
-        .get("metadata")
-        .and_then(|m| m.get("deletionTimestamp"))
-        .is_some()
-    {
+    if ns.deleting {
         return Err(ApiError::forbidden(
             &info.group,
             &info.resource,
@@ -854,22 +917,14 @@ pub(crate) fn create_locked(
         release(state, &service_taken);
         let mut view = to_view(&info, &stored);
         metadata_mut(&mut view).remove("resourceVersion");
-        return Ok(Outcome {
-            object: view,
-            code: 201,
-            warnings,
-        });
+        return Ok(Outcome::of_value(view, 201, warnings));
     }
     let committed = state.put(&info.storage, stored);
     if info.strategy == Strategy::Crd {
         rebuild_registry(state);
     }
     warnings.dedup();
-    Ok(Outcome {
-        object: to_view(&info, &committed),
-        code: 201,
-        warnings,
-    })
+    Ok(Outcome::of_committed(&info, committed, 201, warnings))
 }
 
 /// The client's form → the stored form.
@@ -909,7 +964,7 @@ fn spec_part(info: &ResourceInfo, object: &Value) -> Map<String, Value> {
 pub(crate) fn update_locked(
     state: &mut State,
     target: &Target,
-    old: &Arc<Value>,
+    old: &Value,
     body: Value,
     params: &Params,
 ) -> Result<Outcome, ApiError> {
@@ -1068,40 +1123,31 @@ pub(crate) fn update_locked(
     }
     let stored = to_storage(&info, new);
     // No-op writes keep the RV and emit nothing.
-    if &stored == old.as_ref() {
+    if &stored == old {
         undo(state, &service_change);
-        return Ok(Outcome {
-            object: old_view,
-            code: 200,
-            warnings,
-        });
+        return Ok(Outcome::of_value(old_view, 200, warnings));
     }
     if params.dry_run {
         undo(state, &service_change);
-        return Ok(Outcome {
-            object: to_view(&info, &stored),
-            code: 200,
-            warnings,
-        });
+        return Ok(Outcome::of_value(to_view(&info, &stored), 200, warnings));
     }
     if let Some((_, freed)) = &service_change {
         state.services.release(freed);
     }
     let finished = deleting && finalizers(&stored).is_empty();
-    let committed = if finished {
-        finish_delete(state, &info, &namespace, &name).unwrap_or_else(|| Arc::new(stored))
-    } else {
-        state.put(&info.storage, stored)
-    };
+    warnings.dedup();
+    if finished {
+        let last = finish_delete(state, &info, &namespace, &name).unwrap_or(stored);
+        if info.strategy == Strategy::Crd {
+            rebuild_registry(state);
+        }
+        return Ok(Outcome::of_value(to_view(&info, &last), 200, warnings));
+    }
+    let committed = state.put(&info.storage, stored);
     if info.strategy == Strategy::Crd {
         rebuild_registry(state);
     }
-    warnings.dedup();
-    Ok(Outcome {
-        object: to_view(&info, &committed),
-        code: 200,
-        warnings,
-    })
+    Ok(Outcome::of_committed(&info, committed, 200, warnings))
 }
 
 /// Removes an object for good, releasing what it held.
@@ -1110,8 +1156,8 @@ fn finish_delete(
     info: &ResourceInfo,
     namespace: &str,
     name: &str,
-) -> Option<Arc<Value>> {
-    let removed = state.remove(&info.storage, namespace, name)?;
+) -> Option<Value> {
+    let removed = state.remove(&info.storage, namespace, name)?.value;
     if info.strategy == Strategy::Service {
         state.services.release(&allocation_of(&removed));
     }
@@ -1128,9 +1174,9 @@ pub(crate) fn delete_locked(
     name: &str,
     options: &Value,
     dry_run: bool,
-) -> Result<Arc<Value>, ApiError> {
+) -> Result<Value, ApiError> {
     let old = state
-        .get(&info.storage, namespace, name)
+        .get_value(&info.storage, namespace, name)
         .ok_or_else(|| ApiError::not_found(&info.group, &info.resource, name))?;
     if let Some(preconditions) = options.get("preconditions") {
         if let Some(uid) = preconditions.get("uid").and_then(Value::as_str) {
@@ -1170,7 +1216,7 @@ pub(crate) fn delete_locked(
         {
             return Ok(old);
         }
-        let mut marked = (*old).clone();
+        let mut marked = old;
         let meta = metadata_mut(&mut marked);
         meta.insert(
             "deletionTimestamp".into(),
@@ -1182,7 +1228,7 @@ pub(crate) fn delete_locked(
                 map.insert("status".into(), json!({"phase": "Terminating"}));
             }
         }
-        return Ok(state.put(&info.storage, marked));
+        return Ok(state.put(&info.storage, marked).value);
     }
     let removed = finish_delete(state, info, namespace, name)
         .ok_or_else(|| ApiError::not_found(&info.group, &info.resource, name))?;
@@ -1198,7 +1244,11 @@ pub(crate) fn delete_locked(
 fn orphan_dependents(state: &mut State, uid: &str) {
     let mut updates = Vec::new();
     for (storage, objects) in &state.objects {
-        for object in objects.values() {
+        for stored in objects.values() {
+            if !stored.owner_uids.iter().any(|owner| &**owner == uid) {
+                continue;
+            }
+            let object = stored.value();
             let Some(owners) = object
                 .get("metadata")
                 .and_then(|m| m.get("ownerReferences"))
@@ -1210,7 +1260,7 @@ fn orphan_dependents(state: &mut State, uid: &str) {
                 .iter()
                 .any(|o| o.get("uid").and_then(Value::as_str) == Some(uid))
             {
-                let mut updated = (**object).clone();
+                let mut updated = object.clone();
                 let kept: Vec<Value> = owners
                     .iter()
                     .filter(|o| o.get("uid").and_then(Value::as_str) != Some(uid))
@@ -1237,8 +1287,8 @@ pub(crate) fn rebuild_registry(state: &mut State) {
         "apiextensions.k8s.io".into(),
         "customresourcedefinitions".into(),
     );
-    let crds = state.list(&key, None);
-    let references: Vec<&Value> = crds.iter().map(AsRef::as_ref).collect();
+    let crds = state.list_values(&key, None);
+    let references: Vec<&Value> = crds.iter().collect();
     let epoch = state.registry.epoch + 1;
     state.registry = Arc::new(Registry::build(&references, epoch));
 }

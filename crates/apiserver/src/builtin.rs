@@ -13,7 +13,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(value: &Value) -> Option<Value> {
 /// Round-trips an object of a built-in kind; `None` when the kind is unknown here or the
 /// object does not decode (validation then reports what is wrong).
 fn typed_round_trip(group: &str, kind: &str, value: &Value) -> Option<Value> {
-    use k8s_openapi::api::{coordination, core, discovery, events};
+    use k8s_openapi::api::{apps, coordination, core, discovery, events, rbac};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
     match (group, kind) {
         ("", "Service") => round_trip::<core::v1::Service>(value),
@@ -27,6 +27,14 @@ fn typed_round_trip(group: &str, kind: &str, value: &Value) -> Option<Value> {
         ("", "ServiceAccount") => round_trip::<core::v1::ServiceAccount>(value),
         ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::v1::EndpointSlice>(value),
         ("coordination.k8s.io", "Lease") => round_trip::<coordination::v1::Lease>(value),
+        ("apps", "Deployment") => round_trip::<apps::v1::Deployment>(value),
+        ("apps", "DaemonSet") => round_trip::<apps::v1::DaemonSet>(value),
+        ("rbac.authorization.k8s.io", "Role") => round_trip::<rbac::v1::Role>(value),
+        ("rbac.authorization.k8s.io", "RoleBinding") => round_trip::<rbac::v1::RoleBinding>(value),
+        ("rbac.authorization.k8s.io", "ClusterRole") => round_trip::<rbac::v1::ClusterRole>(value),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            round_trip::<rbac::v1::ClusterRoleBinding>(value)
+        }
         ("events.k8s.io", "Event") => round_trip::<events::v1::Event>(value),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             round_trip::<apiextensions::v1::CustomResourceDefinition>(value)

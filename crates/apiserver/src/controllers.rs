@@ -47,14 +47,9 @@ fn info_for(state: &State, storage: &StorageKey) -> Option<Arc<ResourceInfo>> {
 fn finalize_namespaces(state: &mut State) {
     let key: StorageKey = (String::new(), "namespaces".into());
     let terminating: Vec<String> = state
-        .list(&key, None)
-        .iter()
-        .filter(|ns| {
-            ns.get("metadata")
-                .and_then(|m| m.get("deletionTimestamp"))
-                .is_some()
-        })
-        .filter_map(|ns| meta_str(ns, "name").map(str::to_string))
+        .entries(&key, None)
+        .filter(|(_, ns)| ns.deleting)
+        .map(|((_, name), _)| name.clone())
         .collect();
     let mut budget = DELETIONS_PER_PASS_MAX;
     for namespace in terminating {
@@ -68,9 +63,8 @@ fn finalize_namespaces(state: &mut State) {
                 continue;
             }
             let names: Vec<String> = state
-                .list(&storage, Some(&namespace))
-                .iter()
-                .filter_map(|object| meta_str(object, "name").map(str::to_string))
+                .entries(&storage, Some(&namespace))
+                .map(|((_, name), _)| name.clone())
                 .collect();
             for name in names {
                 remaining += 1;
@@ -102,14 +96,11 @@ fn finalize_crds(state: &mut State) {
         "apiextensions.k8s.io".into(),
         "customresourcedefinitions".into(),
     );
-    let deleting: Vec<Arc<Value>> = state
+    let deleting: Vec<Value> = state
         .list(&key, None)
         .into_iter()
-        .filter(|crd| {
-            crd.get("metadata")
-                .and_then(|m| m.get("deletionTimestamp"))
-                .is_some()
-        })
+        .filter(|crd| crd.deleting)
+        .map(|crd| crd.value())
         .collect();
     for crd in deleting {
         let group = crd
@@ -127,14 +118,8 @@ fn finalize_crds(state: &mut State) {
         let mut remaining = 0;
         if let Some(info) = info_for(state, &storage) {
             let keys: Vec<(String, String)> = state
-                .list(&storage, None)
-                .iter()
-                .map(|o| {
-                    (
-                        meta_str(o, "namespace").unwrap_or_default().to_string(),
-                        meta_str(o, "name").unwrap_or_default().to_string(),
-                    )
-                })
+                .entries(&storage, None)
+                .map(|(key, _)| key.clone())
                 .collect();
             for (namespace, name) in keys {
                 let _ = delete_locked(state, &info, &namespace, &name, &json!({}), false);
@@ -152,7 +137,7 @@ fn finalize_crds(state: &mut State) {
             if kept.is_empty() {
                 state.remove(&key, "", &crd_name);
             } else {
-                let mut updated = (*crd).clone();
+                let mut updated = crd.clone();
                 metadata_mut(&mut updated).insert("finalizers".into(), json!(kept));
                 state.put(&key, updated);
             }
@@ -170,44 +155,23 @@ fn purge_unserved(state: &mut State) {
 
 /// Deletes objects all of whose owners are gone (Background propagation).
 fn collect_garbage(state: &mut State) {
-    let uids: BTreeSet<String> = state
+    let uids: BTreeSet<&str> = state
         .objects
         .values()
         .flat_map(|objects| objects.values())
-        .filter_map(|object| meta_str(object, "uid").map(str::to_string))
+        .map(|object| &*object.uid)
+        .filter(|uid| !uid.is_empty())
         .collect();
     let mut orphans = Vec::new();
     for (storage, objects) in &state.objects {
-        for object in objects.values() {
-            let Some(owners) = object
-                .get("metadata")
-                .and_then(|m| m.get("ownerReferences"))
-                .and_then(Value::as_array)
-            else {
-                continue;
-            };
-            if owners.is_empty() {
+        for ((namespace, name), object) in objects {
+            // An owner reference without a uid has "" here, which no object has: gone.
+            if object.owner_uids.is_empty() {
                 continue;
             }
-            let all_gone = owners.iter().all(|owner| {
-                owner
-                    .get("uid")
-                    .and_then(Value::as_str)
-                    .is_none_or(|uid| !uids.contains(uid))
-            });
-            if all_gone
-                && object
-                    .get("metadata")
-                    .and_then(|m| m.get("deletionTimestamp"))
-                    .is_none()
-            {
-                orphans.push((
-                    storage.clone(),
-                    meta_str(object, "namespace")
-                        .unwrap_or_default()
-                        .to_string(),
-                    meta_str(object, "name").unwrap_or_default().to_string(),
-                ));
+            let all_gone = object.owner_uids.iter().all(|uid| !uids.contains(&**uid));
+            if all_gone && !object.deleting {
+                orphans.push((storage.clone(), namespace.clone(), name.clone()));
             }
         }
     }

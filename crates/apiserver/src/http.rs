@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::{json, Value};
 
-use crate::api::{Core, Params, PatchType, Target};
+use crate::api::{Core, Fetched, Outcome, Params, PatchType, Target};
 use crate::error::ApiError;
 use crate::table::{partial_metadata, partial_metadata_list, table};
 use crate::watch::{self, Format};
@@ -419,10 +419,13 @@ async fn serve_resource(
     let name = target.name.clone();
     let params = params.clone();
     match (&request.method, name.is_some()) {
-        (&Method::GET, true) => {
-            let object = core.get(&target)?;
-            Ok(json_response(200, &render_one(&info, object, format)))
-        }
+        (&Method::GET, true) => match (core.get(&target)?, format) {
+            (Fetched::Json(json), Format::Json) => Ok(bytes_response(200, json)),
+            (object, format) => Ok(json_response(
+                200,
+                &render_one(&info, object.into_value(), format),
+            )),
+        },
         (&Method::GET, false) if params.watch => {
             let receiver = watch::start(
                 core.clone(),
@@ -435,33 +438,25 @@ async fn serve_resource(
         }
         (&Method::GET, false) => {
             let (items, metadata) = core.list(&target, &params)?;
+            if format == Format::Json {
+                return Ok(bytes_response(200, list_json(&info, items, &metadata)));
+            }
+            let items: Vec<Value> = items.into_iter().map(Fetched::into_value).collect();
             let body = match format {
-                Format::Table => table(&info, &items, metadata),
                 Format::Metadata => partial_metadata_list(&items, metadata),
-                Format::Json => json!({
-                    "kind": format!("{}List", info.kind),
-                    "apiVersion": info.api_version(),
-                    "metadata": metadata,
-                    "items": items,
-                }),
+                _ => table(&info, &items, metadata),
             };
             Ok(json_response(200, &body))
         }
         (&Method::POST, false) => {
             let body = parse_body(request, &info.kind, info.is_builtin())?;
             let outcome = core.create(&target, body, &params)?;
-            Ok(with_warnings(
-                json_response(outcome.code, &render_one(&info, outcome.object, format)),
-                &outcome.warnings,
-            ))
+            Ok(outcome_response(&info, outcome, format))
         }
         (&Method::PUT, true) => {
             let body = parse_body(request, &info.kind, false)?;
             let outcome = core.update(&target, body, &params)?;
-            Ok(with_warnings(
-                json_response(outcome.code, &render_one(&info, outcome.object, format)),
-                &outcome.warnings,
-            ))
+            Ok(outcome_response(&info, outcome, format))
         }
         (&Method::PATCH, true) => {
             let patch_type = match request.content_type.split(';').next().unwrap_or_default().trim() {
@@ -476,10 +471,7 @@ async fn serve_resource(
                 }
             };
             let outcome = core.patch(&target, patch_type, &request.body, &params)?;
-            Ok(with_warnings(
-                json_response(outcome.code, &render_one(&info, outcome.object, format)),
-                &outcome.warnings,
-            ))
+            Ok(outcome_response(&info, outcome, format))
         }
         (&Method::DELETE, true) => {
             let options = delete_options(request)?;
@@ -505,6 +497,59 @@ async fn serve_resource(
         }
         (method, _) => Err(ApiError::method_not_allowed(method.as_str())),
     }
+}
+
+/// A write's response: the object in the asked format, with the warnings.
+fn outcome_response(
+    info: &crate::registry::ResourceInfo,
+    outcome: Outcome,
+    format: Format,
+) -> Response<Body> {
+    let response = match (outcome.json, format) {
+        (Some(json), Format::Json) => bytes_response(outcome.code, json),
+        _ => json_response(outcome.code, &render_one(info, outcome.object, format)),
+    };
+    with_warnings(response, &outcome.warnings)
+}
+
+/// A `…List` of objects, assembled from their encoded forms.
+fn list_json(info: &crate::registry::ResourceInfo, items: Vec<Fetched>, metadata: &Value) -> Bytes {
+    let mut text = Vec::with_capacity(256 + items.len() * 1024);
+    text.extend_from_slice(b"{\"apiVersion\":");
+    text.extend_from_slice(Value::from(info.api_version()).to_string().as_bytes());
+    text.extend_from_slice(b",\"items\":[");
+    for (index, item) in items.into_iter().enumerate() {
+        if index > 0 {
+            text.push(b',');
+        }
+        match item {
+            Fetched::Json(json) => text.extend_from_slice(&json),
+            Fetched::Value(value) => {
+                text.extend_from_slice(value.to_string().as_bytes());
+            }
+        }
+    }
+    text.extend_from_slice(b"],\"kind\":");
+    text.extend_from_slice(
+        Value::from(format!("{}List", info.kind))
+            .to_string()
+            .as_bytes(),
+    );
+    text.extend_from_slice(b",\"metadata\":");
+    text.extend_from_slice(metadata.to_string().as_bytes());
+    text.push(b'}');
+    Bytes::from(text)
+}
+
+fn bytes_response(code: u16, json: Bytes) -> Response<Body> {
+    let mut response = Response::new(full(json));
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn render_one(info: &crate::registry::ResourceInfo, object: Value, format: Format) -> Value {

@@ -214,19 +214,23 @@ pub(crate) fn builtin_list_merge(kind: &str, path: &[&str]) -> ListMerge {
         (_, ["status", "conditions"]) => ListMerge::Map(vec!["type".into()]),
         ("Service", ["spec", "ports"]) => ListMerge::Map(vec!["port".into()]),
         ("Node", ["status", "addresses"]) => ListMerge::Map(vec!["type".into()]),
-        ("Pod", ["spec", "containers" | "initContainers" | "volumes"]) => {
-            ListMerge::Map(vec!["name".into()])
+        ("Pod", ["spec", rest @ ..]) => pod_spec_list_merge(rest),
+        ("Deployment" | "DaemonSet", ["spec", "template", "spec", rest @ ..]) => {
+            pod_spec_list_merge(rest)
         }
-        (
-            "Pod",
-            ["spec", "containers" | "initContainers", "*", "env" | "ports" | "volumeMounts"],
-        ) => {
-            let key = if path.get(3) == Some(&"ports") {
-                "containerPort"
-            } else if path.get(3) == Some(&"volumeMounts") {
-                "mountPath"
-            } else {
-                "name"
+        _ => ListMerge::Atomic,
+    }
+}
+
+/// List strategies inside a PodSpec (a Pod's `spec`, a workload's `spec.template.spec`).
+fn pod_spec_list_merge(path: &[&str]) -> ListMerge {
+    match path {
+        ["containers" | "initContainers" | "volumes"] => ListMerge::Map(vec!["name".into()]),
+        ["containers" | "initContainers", "*", list @ ("env" | "ports" | "volumeMounts")] => {
+            let key = match *list {
+                "ports" => "containerPort",
+                "volumeMounts" => "mountPath",
+                _ => "name",
             };
             ListMerge::Map(vec![key.into()])
         }

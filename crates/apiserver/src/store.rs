@@ -30,6 +30,78 @@ impl EventType {
     }
 }
 
+/// One stored object: its serialised stored form plus the few metadata fields the server
+/// reads without decoding it (garbage collection, namespace checks).
+///
+/// Objects are kept as JSON bytes, not as parsed `serde_json::Value`s: a Service is about 1 KiB
+/// of JSON but 6–8 KiB as a `Value` tree, and GET, LIST and watch events of the stored form are
+/// served from these bytes without re-encoding.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    /// The stored form (keys sorted, as serde_json's map keeps them), resourceVersion included.
+    pub(crate) json: Bytes,
+    /// `metadata.uid` (empty when absent).
+    pub(crate) uid: Box<str>,
+    /// `metadata.ownerReferences[*].uid` (`""` for a reference without one).
+    pub(crate) owner_uids: Box<[Box<str>]>,
+    /// Whether `metadata.deletionTimestamp` is set.
+    pub(crate) deleting: bool,
+}
+
+impl Stored {
+    /// Encodes an object.
+    pub(crate) fn encode(object: &Value) -> Self {
+        let json = Bytes::from(serde_json::to_vec(object).unwrap_or_default());
+        let meta = object.get("metadata");
+        let uid = meta
+            .and_then(|m| m.get("uid"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .into();
+        let owner_uids = meta
+            .and_then(|m| m.get("ownerReferences"))
+            .and_then(Value::as_array)
+            .map(|owners| {
+                owners
+                    .iter()
+                    .map(|o| o.get("uid").and_then(Value::as_str).unwrap_or_default())
+                    .map(Into::into)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let deleting = meta.and_then(|m| m.get("deletionTimestamp")).is_some();
+        Self {
+            json,
+            uid,
+            owner_uids,
+            deleting,
+        }
+    }
+
+    /// Decodes the object. The bytes were produced by [`Stored::encode`], so this cannot fail
+    /// short of memory corruption; `null` is returned then rather than panicking.
+    pub(crate) fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// Whether the stored JSON starts with this `apiVersion` and `kind`, i.e. is already the
+    /// form a client of that version wants (keys are sorted, so both come first unless the
+    /// kind has a field sorting before `apiVersion`, such as core Events' `action`).
+    pub(crate) fn has_prefix(&self, prefix: &[u8]) -> bool {
+        !prefix.is_empty() && self.json.starts_with(prefix)
+    }
+}
+
+/// The JSON prefix `{"apiVersion":"…","kind":"…",` of an object in the given form.
+pub(crate) fn view_prefix(api_version: &str, kind: &str) -> Vec<u8> {
+    let mut prefix = b"{\"apiVersion\":".to_vec();
+    prefix.extend_from_slice(Value::from(api_version).to_string().as_bytes());
+    prefix.extend_from_slice(b",\"kind\":");
+    prefix.extend_from_slice(Value::from(kind).to_string().as_bytes());
+    prefix.push(b',');
+    prefix
+}
+
 /// One committed write, as retained for watches.
 #[derive(Debug)]
 pub(crate) struct HistoryEvent {
@@ -38,21 +110,28 @@ pub(crate) struct HistoryEvent {
     pub(crate) namespace: String,
     pub(crate) event_type: EventType,
     /// The object after the write (for a delete: its last state, with the delete's RV).
-    pub(crate) object: Arc<Value>,
+    pub(crate) object: Arc<Stored>,
     /// The object before the write, if any (for selector transitions).
-    pub(crate) previous: Option<Arc<Value>>,
-    /// The event line in the stored form, serialised once for every watcher that wants it.
+    pub(crate) previous: Option<Arc<Stored>>,
+    /// The event line in the stored form, built once for every watcher that wants it.
     pub(crate) line: OnceLock<Bytes>,
 }
 
 /// `(namespace, name)`; namespace empty for cluster-scoped objects.
 pub(crate) type ObjectKey = (String, String);
 
+/// A committed object: the stored bytes and the decoded value they were made from.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    pub(crate) stored: Arc<Stored>,
+    pub(crate) value: Value,
+}
+
 /// The in-memory state, behind one mutex.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) rv: u64,
-    pub(crate) objects: BTreeMap<StorageKey, BTreeMap<ObjectKey, Arc<Value>>>,
+    pub(crate) objects: BTreeMap<StorageKey, BTreeMap<ObjectKey, Arc<Stored>>>,
     storage_keys: BTreeMap<StorageKey, Arc<StorageKey>>,
     pub(crate) history: VecDeque<Arc<HistoryEvent>>,
     pub(crate) history_max: usize,
@@ -85,15 +164,26 @@ impl State {
         storage: &StorageKey,
         namespace: &str,
         name: &str,
-    ) -> Option<Arc<Value>> {
+    ) -> Option<Arc<Stored>> {
         self.objects
             .get(storage)?
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
     }
 
+    /// The stored object, decoded.
+    pub(crate) fn get_value(
+        &self,
+        storage: &StorageKey,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
+        self.get(storage, namespace, name)
+            .map(|stored| stored.value())
+    }
+
     /// Objects of a storage key, optionally in one namespace, in key order.
-    pub(crate) fn list(&self, storage: &StorageKey, namespace: Option<&str>) -> Vec<Arc<Value>> {
+    pub(crate) fn list(&self, storage: &StorageKey, namespace: Option<&str>) -> Vec<Arc<Stored>> {
         let Some(objects) = self.objects.get(storage) else {
             return Vec::new();
         };
@@ -105,6 +195,28 @@ impl State {
                 .collect(),
             None => objects.values().cloned().collect(),
         }
+    }
+
+    /// `(key, object)` of a storage key, optionally in one namespace, in key order.
+    pub(crate) fn entries<'a>(
+        &'a self,
+        storage: &StorageKey,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<Stored>)> + 'a {
+        let objects = self.objects.get(storage);
+        let start = (namespace.unwrap_or_default().to_string(), String::new());
+        objects
+            .into_iter()
+            .flat_map(move |objects| objects.range(start.clone()..))
+            .take_while(move |((ns, _), _)| namespace.is_none_or(|wanted| ns == wanted))
+    }
+
+    /// Objects of a storage key, decoded.
+    pub(crate) fn list_values(&self, storage: &StorageKey, namespace: Option<&str>) -> Vec<Value> {
+        self.list(storage, namespace)
+            .iter()
+            .map(|stored| stored.value())
+            .collect()
     }
 
     /// Number of stored objects of every kind.
@@ -120,7 +232,7 @@ impl State {
     }
 
     /// Stores `object` (creating or replacing) with the next resourceVersion.
-    pub(crate) fn put(&mut self, storage: &StorageKey, mut object: Value) -> Arc<Value> {
+    pub(crate) fn put(&mut self, storage: &StorageKey, mut object: Value) -> Committed {
         self.rv += 1;
         let rv = self.rv;
         let meta = metadata_mut(&mut object);
@@ -135,13 +247,13 @@ impl State {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let object = Arc::new(object);
+        let stored = Arc::new(Stored::encode(&object));
         let key = self.interned(storage);
         let previous = self
             .objects
             .entry(storage.clone())
             .or_default()
-            .insert((namespace.clone(), name), object.clone());
+            .insert((namespace.clone(), name), stored.clone());
         let event_type = if previous.is_some() {
             EventType::Modified
         } else {
@@ -152,11 +264,14 @@ impl State {
             storage: key,
             namespace,
             event_type,
-            object: object.clone(),
+            object: stored.clone(),
             previous,
             line: OnceLock::new(),
         });
-        object
+        Committed {
+            stored,
+            value: object,
+        }
     }
 
     /// Removes an object; the DELETED event carries its last state with a new RV.
@@ -165,28 +280,31 @@ impl State {
         storage: &StorageKey,
         namespace: &str,
         name: &str,
-    ) -> Option<Arc<Value>> {
+    ) -> Option<Committed> {
         let previous = self
             .objects
             .get_mut(storage)?
             .remove(&(namespace.to_string(), name.to_string()))?;
         self.rv += 1;
         let rv = self.rv;
-        let mut last = (*previous).clone();
+        let mut last = previous.value();
         metadata_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
-        let last = Arc::new(last);
+        let stored = Arc::new(Stored::encode(&last));
         let key = self.interned(storage);
         self.record(HistoryEvent {
             rv,
             storage: key,
             namespace: namespace.to_string(),
             event_type: EventType::Deleted,
-            object: last.clone(),
+            object: stored.clone(),
             previous: Some(previous),
             line: OnceLock::new(),
         });
         self.deletions_since_gc = true;
-        Some(last)
+        Some(Committed {
+            stored,
+            value: last,
+        })
     }
 
     fn record(&mut self, event: HistoryEvent) {
@@ -201,6 +319,7 @@ impl State {
     /// Drops the whole watch history (test hook): the next watch from an older RV gets 410.
     pub(crate) fn compact(&mut self) {
         self.history.clear();
+        self.history.shrink_to_fit();
         self.compacted_rv = self.rv;
     }
 

@@ -13,11 +13,11 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::api::{to_view, Core, Params, Target};
+use crate::api::{selected, to_view, Core, Params, Target};
 use crate::error::ApiError;
 use crate::fields::Selectors;
 use crate::registry::Strategy;
-use crate::store::{EventType, HistoryEvent};
+use crate::store::{view_prefix, EventType, HistoryEvent, Stored};
 use crate::table::{partial_metadata, table};
 
 /// Lines buffered per watch before the task waits for the client.
@@ -39,6 +39,9 @@ struct Watch {
     selectors: Selectors,
     format: Format,
     bookmarks: bool,
+    /// `{"apiVersion":…,"kind":…,` of the watched form: a stored object starting with it is
+    /// sent as stored, without decoding.
+    view_prefix: Vec<u8>,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -63,8 +66,15 @@ pub(crate) fn start(
             })?),
         };
     let (tx, rx) = mpsc::channel(WATCH_BUFFER_LINES);
+    let view_prefix = if format == Format::Json && target.info.strategy != Strategy::EventsV1 {
+        view_prefix(&target.info.api_version(), &target.info.kind)
+    } else {
+        // Never matches: every object is decoded and rendered.
+        Vec::new()
+    };
     let watch = Watch {
         core,
+        view_prefix,
         target,
         selectors,
         format,
@@ -114,13 +124,18 @@ impl Watch {
                     } else {
                         None
                     };
-                    let lines: Vec<Bytes> = state
-                        .list(&self.target.info.storage, namespace)
-                        .iter()
-                        .filter(|object| self.selectors.matches(&self.target.info, object))
-                        .map(|object| line("ADDED", self.render(object)))
+                    let objects: Vec<Arc<Stored>> = state
+                        .entries(&self.target.info.storage, namespace)
+                        .filter(|(_, object)| selected(&self.selectors, &self.target.info, object))
+                        .map(|(_, object)| object.clone())
                         .collect();
-                    Start::Lines(state.rv, lines)
+                    let rv = state.rv;
+                    drop(state);
+                    let lines = objects
+                        .iter()
+                        .map(|object| self.stored_line(EventType::Added, object))
+                        .collect();
+                    Start::Lines(rv, lines)
                 }
             }
         };
@@ -206,11 +221,11 @@ impl Watch {
             if namespace.is_some_and(|ns| ns != event.namespace) {
                 continue;
             }
-            let now = everything || self.selectors.matches(info, &event.object);
+            let now = selected(&self.selectors, info, &event.object);
             let before = event
                 .previous
                 .as_ref()
-                .is_some_and(|previous| everything || self.selectors.matches(info, previous));
+                .is_some_and(|previous| everything || selected(&self.selectors, info, previous));
             let event_type = match (event.event_type, before, now) {
                 (EventType::Added, _, true) => EventType::Added,
                 (EventType::Modified, true, true) => EventType::Modified,
@@ -219,32 +234,35 @@ impl Watch {
                 (EventType::Deleted, _, true) => EventType::Deleted,
                 _ => continue,
             };
-            let cacheable = self.format == Format::Json
-                && event_type == event.event_type
-                && info.strategy != Strategy::EventsV1
-                && event.object.get("apiVersion").and_then(Value::as_str)
-                    == Some(info.api_version().as_str());
-            if cacheable {
-                // Every watcher of the stored form sends the same bytes: serialise once.
+            if event_type == event.event_type && event.object.has_prefix(&self.view_prefix) {
+                // Every watcher of the stored form sends the same bytes: build the line once.
                 let cached = event
                     .line
-                    .get_or_init(|| line(event_type.as_str(), (*event.object).clone()));
+                    .get_or_init(|| raw_line(event_type, &event.object.json));
                 lines.push(cached.clone());
                 continue;
             }
-            let object =
-                if event.event_type == EventType::Modified && event_type == EventType::Deleted {
-                    // The last matching state, with the event's RV.
-                    let mut last = event.previous.as_deref().cloned().unwrap_or(Value::Null);
-                    crate::meta::metadata_mut(&mut last)
-                        .insert("resourceVersion".into(), json!(event.rv.to_string()));
-                    last
-                } else {
-                    (*event.object).clone()
-                };
-            lines.push(line(event_type.as_str(), self.render(&object)));
+            if event.event_type == EventType::Modified && event_type == EventType::Deleted {
+                // The last matching state, with the event's RV.
+                let mut last = event.previous.as_deref().map_or(Value::Null, Stored::value);
+                crate::meta::metadata_mut(&mut last)
+                    .insert("resourceVersion".into(), json!(event.rv.to_string()));
+                lines.push(line(event_type.as_str(), self.render(&last)));
+            } else {
+                lines.push(self.stored_line(event_type, &event.object));
+            }
         }
         lines
+    }
+
+    /// The event line of a stored object: its bytes when they are the watched form, else
+    /// decoded and rendered.
+    fn stored_line(&self, event_type: EventType, object: &Stored) -> Bytes {
+        if object.has_prefix(&self.view_prefix) {
+            raw_line(event_type, &object.json)
+        } else {
+            line(event_type.as_str(), self.render(&object.value()))
+        }
     }
 
     fn render(&self, object: &Value) -> Value {
@@ -285,6 +303,17 @@ impl Watch {
             json!({"kind": kind, "apiVersion": api_version, "metadata": metadata}),
         )
     }
+}
+
+/// `{"type":"…","object":<json>}` and a newline, around already encoded object bytes.
+fn raw_line(event_type: EventType, json: &[u8]) -> Bytes {
+    let mut text = Vec::with_capacity(json.len() + 32);
+    text.extend_from_slice(b"{\"type\":\"");
+    text.extend_from_slice(event_type.as_str().as_bytes());
+    text.extend_from_slice(b"\",\"object\":");
+    text.extend_from_slice(json);
+    text.extend_from_slice(b"}\n");
+    Bytes::from(text)
 }
 
 fn line(event_type: &str, object: Value) -> Bytes {

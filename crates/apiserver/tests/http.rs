@@ -927,3 +927,148 @@ async fn events_v1_validation_and_hooks() {
     let name = generated["metadata"]["name"].as_str().unwrap_or_default();
     assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
 }
+
+/// apps/v1 workloads and rbac.authorization.k8s.io/v1 (what `deploy/ironlb.yaml` applies):
+/// served, scoped, generation and status rules, unknown-field warnings, strategic merge of
+/// pod-template containers by name.
+#[tokio::test]
+async fn workloads_and_rbac_are_served() {
+    let handle = common::start().await;
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "controller", "labels": {"app": "ironlb"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "ironlb"}},
+            "template": {
+                "metadata": {"labels": {"app": "ironlb"}},
+                "spec": {"containers": [
+                    {"name": "controller", "image": "ironlb:1", "bogus": 1},
+                    {"name": "sidecar", "image": "sidecar:1"},
+                ]},
+            },
+        },
+        "status": {"replicas": 3},
+    });
+    let created = post(
+        &handle,
+        "/apis/apps/v1/namespaces/default/deployments",
+        deployment,
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert!(
+        created
+            .header("warning")
+            .is_some_and(|w| w.contains("spec.template.spec.containers[0].bogus")),
+        "{:?}",
+        created.headers
+    );
+    let object = created.json();
+    assert_eq!(object["metadata"]["generation"], 1);
+    assert_eq!(object.get("status"), None, "status is dropped on create");
+    // A strategic merge patch changes one container by name and bumps the generation.
+    let patched = raw(
+        &handle,
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/controller",
+        &[("Content-Type", "application/strategic-merge-patch+json")],
+        br#"{"spec":{"template":{"spec":{"containers":[{"name":"controller","image":"ironlb:2"}]}}}}"#,
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    let containers = patched.json()["spec"]["template"]["spec"]["containers"].clone();
+    assert_eq!(containers[0]["image"], "ironlb:2");
+    assert_eq!(containers[1]["name"], "sidecar");
+    assert_eq!(patched.json()["metadata"]["generation"], 2);
+    let daemonset = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "speaker"},
+        "spec": {"selector": {"matchLabels": {"app": "s"}}, "template": {"metadata": {"labels": {"app": "s"}}, "spec": {"containers": [{"name": "speaker", "image": "ironlb:1"}]}}},
+    });
+    assert_eq!(
+        post(
+            &handle,
+            "/apis/apps/v1/namespaces/default/daemonsets",
+            daemonset
+        )
+        .await
+        .status,
+        201
+    );
+    let rules =
+        json!([{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]}]);
+    let cluster_role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "ironlb:controller"}, "rules": rules});
+    assert_eq!(
+        post(
+            &handle,
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            cluster_role
+        )
+        .await
+        .status,
+        201
+    );
+    // Cluster-scoped: no namespaced path.
+    let namespaced = raw(
+        &handle,
+        "GET",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/clusterroles",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(namespaced.status, 404);
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "pod-lister"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-lister"},
+        "subjects": [{"kind": "ServiceAccount", "name": "controller", "namespace": "default"}],
+    });
+    assert_eq!(
+        post(
+            &handle,
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+            binding
+        )
+        .await
+        .status,
+        201
+    );
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "pod-lister"}, "rules": rules});
+    assert_eq!(
+        post(
+            &handle,
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles",
+            role
+        )
+        .await
+        .status,
+        201
+    );
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "controller"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "ironlb:controller"},
+        "subjects": [{"kind": "ServiceAccount", "name": "controller", "namespace": "default"}],
+    });
+    assert_eq!(
+        post(
+            &handle,
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            binding
+        )
+        .await
+        .status,
+        201
+    );
+    let discovery = raw(&handle, "GET", "/apis/apps/v1", &[], b"").await.json();
+    let names: Vec<Value> = discovery["resources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    for name in ["deployments", "deployments/status", "daemonsets"] {
+        assert!(names.contains(&json!(name)), "{name}: {names:?}");
+    }
+}
