@@ -47,8 +47,10 @@ enum Command {
     Lab(cmd::lab::Command),
     /// Print the IP every LoadBalancer Service of a set of manifests would get (offline).
     Plan(cmd::plan::Args),
-    /// The speaker: announce Service IPs from this node (MetalLB's speaker, layer 2).
+    /// The speaker: announce Service IPs from this node (MetalLB's speaker, layer 2 and BGP).
     Speaker(cmd::speaker::Args),
+    /// Per Service IP: who announces it, how, since when, and why the other nodes do not.
+    Status(cmd::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Lab(command) => cmd::lab::run(command),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Speaker(args) => cmd::speaker::run(args),
+        Command::Status(args) => cmd::status::run(args),
     };
     match result {
         Ok(code) => code,

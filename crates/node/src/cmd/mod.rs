@@ -11,3 +11,4 @@ pub(crate) mod demo;
 pub(crate) mod lab;
 pub(crate) mod plan;
 pub(crate) mod speaker;
+pub(crate) mod status;
