@@ -162,6 +162,32 @@ async fn every_example_in_docs_behaves_as_documented() {
         let output = kubectl.run(&["apply", "-f", &path]);
         let applied = common::text(&output);
         let (check_code, check_errors) = config_check(Path::new(&path));
+        if example.expect == Expect::Valid && example.yaml.contains("kind: ConfigMap") {
+            // The legacy ConfigMap: `ironlb convert-config` turns it into CRs the API and the
+            // controller accept (docs/configuration.md#the-legacy-configmap).
+            let converted = tokio::task::block_in_place(|| {
+                Command::new(env!("CARGO_BIN_EXE_ironlb"))
+                    .arg("convert-config")
+                    .arg(&path)
+                    .output()
+            })
+            .unwrap_or_else(|error| panic!("ironlb convert-config: {error}"));
+            let crs = String::from_utf8_lossy(&converted.stdout).into_owned();
+            let converted_path = kubectl.file(&format!("example-{index}-converted.yaml"), &crs);
+            let applied = kubectl.run(&["apply", "-f", &converted_path]);
+            let (code, errors) = config_check(Path::new(&converted_path));
+            if !converted.status.success()
+                || !crs.contains("kind: IPAddressPool")
+                || !applied.status.success()
+                || code != 0
+            {
+                failures.push(format!(
+                    "{}: convert-config output not accepted:\n{crs}\n{}\n{errors}",
+                    example.origin,
+                    common::text(&applied)
+                ));
+            }
+        }
         match &example.expect {
             Expect::Valid => {
                 if !output.status.success() {
