@@ -73,5 +73,6 @@ pub fn open_and_decode(
         wire::Frame::PullRequest { .. } => wire::KIND_PULL_REQUEST,
         wire::Frame::Directory(_) => wire::KIND_DIRECTORY,
         wire::Frame::ClaimsPage(_) => wire::KIND_CLAIMS_PAGE,
+        wire::Frame::AliveNotice(..) => wire::KIND_ALIVE_NOTICE,
     })
 }

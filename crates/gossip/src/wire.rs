@@ -8,6 +8,7 @@
 //!           | 6 pull request member_id page_count:u16 digests_len:u16 page_digest:4*
 //!           | 7 directory member_id version:varint protocol_version:u16 flags:u8 paged page_digest:4*
 //!           | 8 claims page member_id version:varint page_count:u16 index:u16 count:u16 ip*
+//!           | 9 alive notice member_id swim_incarnation:u16
 //! member_id = name_len:u8 name incarnation:varint addr
 //! addr      = ip port:u16
 //! ip        = 4 ipv4:4 | 6 ipv6:16
@@ -56,6 +57,9 @@ pub const KIND_PULL_REQUEST: u8 = 6;
 pub const KIND_DIRECTORY: u8 = 7;
 /// Frame kind: one page of an owner's claims.
 pub const KIND_CLAIMS_PAGE: u8 = 8;
+/// Frame kind: "I refuted a suspicion: I am alive at this SWIM incarnation" (sent by the suspect to
+/// every member, so none declares it down for want of hearing the refutation).
+pub const KIND_ALIVE_NOTICE: u8 = 9;
 
 const FLAG_LEAVING: u8 = 1;
 const FLAG_PAGED: u8 = 2;
@@ -495,6 +499,7 @@ pub(crate) enum Frame {
     },
     Directory(Directory),
     ClaimsPage(ClaimsPage),
+    AliveNotice(MemberId, u16),
 }
 
 pub(crate) fn decode_frame(data: &[u8]) -> Result<Frame, DecodeError> {
@@ -526,6 +531,12 @@ pub(crate) fn decode_frame(data: &[u8]) -> Result<Frame, DecodeError> {
             let swim_incarnation = reader.u16("swim incarnation")?;
             reader.finish()?;
             Ok(Frame::SuspectNotice(id, swim_incarnation))
+        }
+        KIND_ALIVE_NOTICE => {
+            let id = read_member_id(&mut reader)?;
+            let swim_incarnation = reader.u16("swim incarnation")?;
+            reader.finish()?;
+            Ok(Frame::AliveNotice(id, swim_incarnation))
         }
         KIND_PULL_REQUEST => {
             let owner = read_member_id(&mut reader)?;
@@ -718,6 +729,13 @@ fn read_message(reader: &mut Reader<'_>) -> Result<Message<FocaId>, DecodeError>
         }
     };
     Ok(message)
+}
+
+/// The sender's SWIM incarnation in `payload` (foca's, as we encoded it).
+pub(crate) fn src_incarnation(payload: &[u8]) -> Option<u16> {
+    let mut reader = Reader::new(payload);
+    read_member_id(&mut reader).ok()?;
+    reader.u16("src incarnation").ok()
 }
 
 /// If `payload` (foca's, as we encoded it) is a `TurnUndead` message, its destination.

@@ -31,7 +31,7 @@ proptest! {
 
     #[test]
     fn arbitrary_sealed_frames_do_not_panic_the_core(
-        kind in 1u8..=8,
+        kind in 1u8..=9,
         body in proptest::collection::vec(any::<u8>(), 0..600),
     ) {
         let now = Instant::now();
