@@ -313,7 +313,6 @@ fn created(output: &str, key: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the API stand-in does not serve apps/v1 and rbac.authorization.k8s.io/v1 yet (asked H6 in the coordination file)"]
 async fn the_stand_in_accepts_the_manifest() {
     if !common::kubectl_available() {
         return;
