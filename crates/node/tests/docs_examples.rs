@@ -233,6 +233,94 @@ async fn every_example_in_docs_behaves_as_documented() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert_status_output_is_documented(&kubectl);
+}
+
+/// The ```text block after `<!-- status-output -->` in docs/troubleshooting.md.
+fn documented_status_output() -> String {
+    let text = read("docs/troubleshooting.md");
+    let after = text
+        .split("<!-- status-output -->")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no <!-- status-output --> in docs/troubleshooting.md"));
+    let block = after
+        .split("```text\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_else(|| panic!("no ```text block after <!-- status-output -->"));
+    block.to_owned()
+}
+
+/// Replaces the timestamp after every `since ` (it is the time the status object was written).
+fn without_times(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.split_once("since ") {
+            Some((before, _)) => format!("{before}since <time>"),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `ironlb status` prints what docs/troubleshooting.md shows for the same objects.
+fn assert_status_output_is_documented(kubectl: &Kubectl) {
+    let objects = kubectl.file(
+        "status-objects.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n  type: LoadBalancer\n  ports:\n  - port: 80\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: api\n  namespace: default\nspec:\n  type: LoadBalancer\n  ports:\n  - port: 443\n---\napiVersion: metallb.io/v1beta1\nkind: ServiceL2Status\nmetadata:\n  name: l2-abcde\n  namespace: metallb-system\n  labels:\n    metallb.io/node: node-b\n    metallb.io/service-name: web\n    metallb.io/service-namespace: default\n---\napiVersion: metallb.io/v1beta1\nkind: ConfigurationState\nmetadata:\n  name: controller\n  namespace: metallb-system\n",
+    );
+    // Only the Services of the documented output: the examples' Services go first.
+    kubectl.ok(&[
+        "delete",
+        "services",
+        "-n",
+        "default",
+        "--field-selector",
+        "metadata.name!=kubernetes",
+    ]);
+    kubectl.ok(&["apply", "-f", &objects]);
+    for (target, namespace, status) in [
+        (
+            "service/web",
+            "default",
+            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.168.10.240"}]}}}"#,
+        ),
+        (
+            "servicel2status/l2-abcde",
+            "metallb-system",
+            r#"{"status":{"node":"node-b","serviceName":"web","serviceNamespace":"default"}}"#,
+        ),
+        (
+            "configurationstate/controller",
+            "metallb-system",
+            r#"{"status":{"result":"Valid"}}"#,
+        ),
+    ] {
+        kubectl.ok(&[
+            "patch",
+            target,
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ]);
+    }
+    let output = tokio::task::block_in_place(|| {
+        Command::new(env!("CARGO_BIN_EXE_ironlb"))
+            .arg("status")
+            .arg("--kubeconfig")
+            .arg(kubectl.kubeconfig())
+            .output()
+    })
+    .unwrap_or_else(|error| panic!("ironlb status: {error}"));
+    assert!(output.status.success(), "{}", common::text(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        without_times(&printed),
+        without_times(&documented_status_output()),
+        "`ironlb status` differs from docs/troubleshooting.md"
+    );
 }
 
 /// Names registered with prometheus-client anywhere in the crates: string literals that follow a

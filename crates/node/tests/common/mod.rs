@@ -99,6 +99,11 @@ impl Kubectl {
         Self { dir }
     }
 
+    /// The kubeconfig file kubectl uses.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
     /// Writes a file in the kubectl directory and returns its path.
     pub fn file(&self, name: &str, content: &str) -> String {
         let path = self.dir.join(name);
