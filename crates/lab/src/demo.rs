@@ -433,6 +433,13 @@ impl Runner<'_> {
         command.args(ProbeProcess::args(&ProbeConfig::udp(SocketAddr::new(
             ip, UDP_PORT,
         ))));
+        // The probe's own messages go to the lab's log directory; the demo reports its figures.
+        let probe_log = cluster.lab.dir().join("probe.log");
+        let stderr = std::fs::File::create(&probe_log).map_err(|source| LabError::File {
+            path: probe_log.clone(),
+            source,
+        })?;
+        command.stderr(stderr);
         let mut probe = ProbeProcess::spawn(command).map_err(|e| LabError::Spec(e.to_string()))?;
         if !probe.wait_for_answers(None, 0, 50, Duration::from_secs(20)) {
             let log = probe.stop().unwrap_or_default();
@@ -495,6 +502,15 @@ impl Runner<'_> {
         let (sent, answered) = log.counts();
         self.report.requests_sent = sent;
         self.report.requests_answered = answered;
+        let tally: Vec<String> = log
+            .per_node()
+            .iter()
+            .map(|(node, answers)| format!("{node} {answers}"))
+            .collect();
+        progress.say(&format!(
+            "probe: {answered} of {sent} requests answered (per node: {})",
+            tally.join(", ")
+        ));
         let outage = log.outage_after(kill_us, Some(&owner));
         self.report.outage_ms = outage.outage_ms;
         self.report.reached_after = recovered;
