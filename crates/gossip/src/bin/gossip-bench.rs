@@ -3,7 +3,7 @@
 //! ```text
 //! sudo cargo run --release -p ironlb-gossip --bin gossip-bench -- [--sizes 5,20] [--kills 20]
 //!      [--serf-sizes 5] [--serf-kills 10] [--healthy-secs 60] [--loss-percent 2] [--sim-members 1000]
-//!      [--member-args "--probe-period-ms 35 --suspicion-multiplier 3"]
+//!      [--member-args "--probe-period-ms 35 --suspicion-multiplier 3"] [--loss-only true]
 //! ```
 //!
 //! Packet loss: this kernel has neither `sch_netem` nor `act_gact`, so `tc netem` cannot be used;
@@ -37,6 +37,8 @@ struct Options {
     serf_kills: usize,
     healthy_secs: u64,
     loss_percent: f64,
+    /// Skip the lossless phase (and so the kills): only the healthy period at `loss_percent`.
+    loss_only: bool,
     sim_members: usize,
     member_bin: String,
     /// Extra flags for every `gossip-member` (tuning runs), e.g. `--probe-period-ms 35`.
@@ -56,6 +58,7 @@ fn options() -> Result<Options, String> {
         serf_kills: 10,
         healthy_secs: 60,
         loss_percent: 2.0,
+        loss_only: false,
         sim_members: 1000,
         member_bin,
         member_args: Vec::new(),
@@ -79,6 +82,7 @@ fn options() -> Result<Options, String> {
             "--healthy-secs" => {
                 options.healthy_secs = value.parse().map_err(|e| format!("--healthy-secs: {e}"))?
             }
+            "--loss-only" => options.loss_only = value == "true",
             "--loss-percent" => {
                 options.loss_percent = value.parse().map_err(|e| format!("--loss-percent: {e}"))?
             }
@@ -674,7 +678,12 @@ fn main() {
     let mut healthy_rows: Vec<(usize, f64, HealthyResult, String)> = Vec::new();
     println!("load average at start: {}", load_average());
     for &size in &options.sizes {
-        for loss in [0.0, options.loss_percent] {
+        let losses = if options.loss_only {
+            vec![options.loss_percent]
+        } else {
+            vec![0.0, options.loss_percent]
+        };
+        for loss in losses {
             eprintln!("ironlb: {size} members, {loss}% loss");
             let mut cluster = Cluster::new(Kind::Ironlb, size, &options.member_bin);
             cluster.member_args = options.member_args.clone();
