@@ -1,11 +1,12 @@
 //! The one index the watchers feed: Services, EndpointSlices, Nodes and the configuration
 //! objects, turned into an immutable [`Snapshot`] the announcers read. Pure (no IO).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ironlb_api::config::Config;
 use ironlb_controller::run::{MetallbKind, RawConfig};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::DynamicObject;
@@ -30,6 +31,10 @@ pub enum Object {
     ConfigMap(ConfigMap),
     /// A metallb.io object.
     Metallb(MetallbKind, DynamicObject),
+    /// A speaker's Lease `ironlb-speaker-<node>` (liveness seen through the API).
+    Lease(Lease),
+    /// A `ServiceL2Status` (which nodes claim to own a Service).
+    L2Status(DynamicObject),
 }
 
 /// Which watch an event comes from (a relist replaces everything of one source).
@@ -49,6 +54,10 @@ pub enum Source {
     ConfigMaps,
     /// One metallb.io kind.
     Metallb(MetallbKind),
+    /// The speakers' Leases.
+    Leases,
+    /// `ServiceL2Status` objects.
+    L2Statuses,
 }
 
 /// A watch event.
@@ -78,6 +87,53 @@ pub struct Snapshot {
     pub nodes: Nodes,
     /// Every source has listed at least once.
     pub synced: bool,
+    /// Speakers' Leases by node: when they were renewed and how many members their gossip
+    /// sees (the partition rule of `layer2`).
+    pub speaker_leases: BTreeMap<String, SpeakerLease>,
+    /// The nodes holding a `ServiceL2Status`, by Service.
+    pub l2_owners: BTreeMap<ServiceKey, BTreeSet<String>>,
+}
+
+/// Prefix of a speaker's Lease name; the node name follows.
+pub const SPEAKER_LEASE_PREFIX: &str = "ironlb-speaker-";
+/// Annotation of a speaker's Lease: the active members of its gossip view (itself included).
+pub const ALIVE_MEMBERS_ANNOTATION: &str = "ironlb.io/alive-members";
+
+/// One speaker's Lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpeakerLease {
+    /// `spec.renewTime` in microseconds since the Unix epoch.
+    pub renewed_unix_micros: i64,
+    /// [`ALIVE_MEMBERS_ANNOTATION`].
+    pub alive_members: u32,
+}
+
+impl SpeakerLease {
+    /// Reads a Lease named `ironlb-speaker-<node>`: `None` for other Leases or without a
+    /// renew time.
+    pub fn from_lease(lease: &Lease) -> Option<(String, Self)> {
+        let node = lease
+            .metadata
+            .name
+            .as_deref()?
+            .strip_prefix(SPEAKER_LEASE_PREFIX)?
+            .to_owned();
+        let renewed = lease.spec.as_ref()?.renew_time.as_ref()?;
+        let alive_members = lease
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ALIVE_MEMBERS_ANNOTATION))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        Some((
+            node,
+            Self {
+                renewed_unix_micros: renewed.0.as_microsecond(),
+                alive_members,
+            },
+        ))
+    }
 }
 
 /// The index (watch → pure index → snapshot).
@@ -91,7 +147,9 @@ pub struct ClusterIndex {
     secrets: BTreeMap<String, Secret>,
     config_maps: BTreeMap<String, ConfigMap>,
     metallb: BTreeMap<MetallbKind, BTreeMap<String, DynamicObject>>,
-    listed: std::collections::BTreeSet<Source>,
+    leases: BTreeMap<String, Lease>,
+    l2_statuses: BTreeMap<String, DynamicObject>,
+    listed: BTreeSet<Source>,
     last_config: Option<Arc<Config>>,
 }
 
@@ -115,6 +173,8 @@ impl ClusterIndex {
             Source::ConfigMaps,
         ];
         sources.extend(MetallbKind::ALL.into_iter().map(Source::Metallb));
+        sources.push(Source::Leases);
+        sources.push(Source::L2Statuses);
         sources
     }
 
@@ -141,6 +201,8 @@ impl ClusterIndex {
                     Source::Metallb(kind) => {
                         self.metallb.remove(&kind);
                     }
+                    Source::Leases => self.leases.clear(),
+                    Source::L2Statuses => self.l2_statuses.clear(),
                 }
                 for object in objects {
                     self.upsert(object);
@@ -177,6 +239,12 @@ impl ClusterIndex {
                     .or_default()
                     .insert(key_of(&o.metadata), o);
             }
+            Object::Lease(o) => {
+                self.leases.insert(key_of(&o.metadata), o);
+            }
+            Object::L2Status(o) => {
+                self.l2_statuses.insert(key_of(&o.metadata), o);
+            }
         }
     }
 
@@ -205,7 +273,32 @@ impl ClusterIndex {
                     objects.remove(&key_of(&o.metadata));
                 }
             }
+            Object::Lease(o) => {
+                self.leases.remove(&key_of(&o.metadata));
+            }
+            Object::L2Status(o) => {
+                self.l2_statuses.remove(&key_of(&o.metadata));
+            }
         }
+    }
+
+    fn l2_owners(&self) -> BTreeMap<ServiceKey, BTreeSet<String>> {
+        let mut owners: BTreeMap<ServiceKey, BTreeSet<String>> = BTreeMap::new();
+        for object in self.l2_statuses.values() {
+            let status = &object.data["status"];
+            let (Some(node), Some(namespace), Some(name)) = (
+                status["node"].as_str(),
+                status["serviceNamespace"].as_str(),
+                status["serviceName"].as_str(),
+            ) else {
+                continue;
+            };
+            owners
+                .entry(ServiceKey::new(namespace, name))
+                .or_default()
+                .insert(node.to_owned());
+        }
+        owners
     }
 
     /// Builds the snapshot; parses the configuration, keeping the last valid one on error.
@@ -260,6 +353,12 @@ impl ClusterIndex {
             endpoints,
             nodes,
             synced: Self::sources().iter().all(|s| self.listed.contains(s)),
+            speaker_leases: self
+                .leases
+                .values()
+                .filter_map(SpeakerLease::from_lease)
+                .collect(),
+            l2_owners: self.l2_owners(),
         }
     }
 }

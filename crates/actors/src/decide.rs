@@ -59,6 +59,9 @@ pub enum WithdrawReason {
     UnknownNode,
     /// This node is handing its IPs over (planned shutdown).
     Leaving,
+    /// Another node also owns it, on the other side of a gossip partition, and wins the
+    /// partition rule (more alive members, then the election order; `layer2`).
+    OwnerInOtherPartition,
 }
 
 impl WithdrawReason {
@@ -78,6 +81,7 @@ impl WithdrawReason {
             Self::OtherLoadBalancerClass => "otherLoadBalancerClass",
             Self::UnknownNode => "unknownNode",
             Self::Leaving => "leaving",
+            Self::OwnerInOtherPartition => "ownerInOtherPartition",
         }
     }
 }

@@ -2,14 +2,16 @@
 //! IPs to announce (per interface selection), the claims to publish and the status to write.
 //! Pure: `reconcile` returns actions; the `Layer2` actor runs them.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use ironlb_announce::l2::proto::election::{election_hash, NodeName};
 use ironlb_announce::l2::proto::interfaces::InterfaceSelection;
 
 use crate::cluster::Snapshot;
-use crate::decide::{self, Inputs, L2Outcome, Members, Options, WithdrawReason};
-use crate::model::{Endpoints, ServiceKey};
+use crate::decide::{self, Inputs, L2Outcome, MemberView, Members, Options, WithdrawReason};
+use crate::model::{Endpoints, ServiceInfo, ServiceKey};
 
 /// The status this node wants for one Service it owns (`ServiceL2Status`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +41,58 @@ pub enum Action {
     Status(ServiceKey, Option<L2Status>),
     /// This node became the owner: Event `nodeAssigned`.
     Assigned(ServiceKey, Vec<IpAddr>),
+    /// This node gave a Service up to `winner`, which owns it on the other side of a gossip
+    /// partition (a split brain resolved through the API).
+    PartitionYield {
+        /// The Service.
+        service: ServiceKey,
+        /// The node that keeps it.
+        winner: String,
+    },
+}
+
+/// A speaker Lease renewed less than this long ago means its speaker is alive.
+pub const LEASE_FRESH_MAX_MICROS: i64 = 2_500_000;
+
+/// The partition rule (`decisions.md`: two claims on one IP are resolved deterministically;
+/// gossip cannot see across a partition, the API can). This node announces `service`; another
+/// node that holds a `ServiceL2Status` for it, is not active in this node's gossip view, but
+/// renewed its Lease within [`LEASE_FRESH_MAX_MICROS`] is alive on the other side of a
+/// partition. The side whose gossip sees more alive members keeps the IP; on a tie, the
+/// election order of the first IP. Returns the node this one yields to, if any. A dead node's
+/// Lease goes stale, so a survivor never yields to it; without the API, Leases go stale and the
+/// rule is inactive.
+pub fn partition_winner(
+    me: &str,
+    service: &ServiceInfo,
+    members: &BTreeMap<String, MemberView>,
+    snapshot: &Snapshot,
+    now_unix_micros: i64,
+) -> Option<String> {
+    let owners = snapshot.l2_owners.get(&service.key)?;
+    let first_ip = *service.ips.first()?;
+    let alive = |members: &BTreeMap<String, MemberView>| {
+        u32::try_from(members.values().filter(|m| m.active).count()).unwrap_or(u32::MAX)
+    };
+    let rank = |node: &str, alive_members: u32| {
+        (
+            Reverse(alive_members),
+            election_hash(&NodeName(node.to_owned()), first_ip),
+        )
+    };
+    let mine = rank(me, alive(members));
+    owners
+        .iter()
+        .filter(|node| node.as_str() != me)
+        .filter(|node| !members.get(*node).is_some_and(|m| m.active))
+        .filter_map(|node| {
+            let lease = snapshot.speaker_leases.get(node)?;
+            let age = now_unix_micros.saturating_sub(lease.renewed_unix_micros);
+            (age.abs() <= LEASE_FRESH_MAX_MICROS).then(|| (rank(node, lease.alive_members), node))
+        })
+        .filter(|(theirs, _)| *theirs < mine)
+        .min()
+        .map(|(_, node)| node.clone())
 }
 
 /// Per-Service result kept for metrics and `ironlb status`.
@@ -86,13 +140,26 @@ impl Layer2Core {
         &self.services
     }
 
-    /// Recomputes everything. `leaving`: this node hands over (it keeps what it announces until
-    /// [`Self::handover_done`], and takes nothing new).
+    /// [`Self::reconcile_at`] without a wall clock: the partition rule is off.
     pub fn reconcile(
         &mut self,
         snapshot: &Snapshot,
         members: &Members,
         leaving: bool,
+    ) -> Vec<Action> {
+        self.reconcile_at(snapshot, members, leaving, None)
+    }
+
+    /// Recomputes everything. `leaving`: this node hands over (it keeps what it announces until
+    /// [`Self::handover_done`], and takes nothing new).
+    /// `now_unix_micros`: the wall clock, for the freshness of the speakers' Leases
+    /// ([`partition_winner`]); `None` turns the partition rule off.
+    pub fn reconcile_at(
+        &mut self,
+        snapshot: &Snapshot,
+        members: &Members,
+        leaving: bool,
+        now_unix_micros: Option<i64>,
     ) -> Vec<Action> {
         let Some(config) = snapshot.config.as_deref() else {
             return Vec::new();
@@ -118,9 +185,30 @@ impl Layer2Core {
         let mut wanted: BTreeMap<IpAddr, InterfaceSelection> = BTreeMap::new();
         let mut status: BTreeMap<ServiceKey, L2Status> = BTreeMap::new();
         let mut services = BTreeMap::new();
+        let mut yields = Vec::new();
         for (key, service) in &snapshot.services {
             let endpoints = snapshot.endpoints.get(key).unwrap_or(&empty);
-            let outcome = decide::layer2(&inputs, service, endpoints, members, false);
+            let mut outcome = decide::layer2(&inputs, service, endpoints, members, false);
+            if let (L2Outcome::Announce { .. }, Some(view), Some(now)) =
+                (&outcome, members.as_ref(), now_unix_micros)
+            {
+                if let Some(winner) = partition_winner(&self.me, service, view, snapshot, now) {
+                    let already = self
+                        .services
+                        .get(key)
+                        .is_some_and(|s| s.reason == Some(WithdrawReason::OwnerInOtherPartition));
+                    if !already {
+                        yields.push(Action::PartitionYield {
+                            service: key.clone(),
+                            winner: winner.clone(),
+                        });
+                    }
+                    outcome = L2Outcome::Withdraw {
+                        reason: WithdrawReason::OwnerInOtherPartition,
+                        owner: Some(winner),
+                    };
+                }
+            }
             let state = match outcome {
                 L2Outcome::Announce { interfaces, .. } => {
                     for ip in &service.ips {
@@ -165,7 +253,7 @@ impl Layer2Core {
             wanted.retain(|ip, _| self.announced.contains_key(ip));
             status.retain(|key, _| self.status.contains_key(key));
         }
-        let mut actions = Vec::new();
+        let mut actions = yields;
         for ip in self.announced.keys() {
             if !wanted.contains_key(ip) {
                 actions.push(Action::Withdraw { ip: *ip });

@@ -50,6 +50,9 @@ pub struct SpeakerMetrics {
     pub api_reachable: Gauge,
     /// `ironlb_speaker_child_restarts_total{child}`.
     pub restarts: Family<ChildLabels, Counter>,
+    /// `ironlb_speaker_partition_yields_total`: Services given up to their owner on the other
+    /// side of a gossip partition (split brains resolved through the API).
+    pub partition_yields: Counter,
     /// `ironlb_speaker_status_writes_total`.
     pub status_writes: Counter,
     /// The layer 2 responder metrics (`metallb_layer2_*`).
@@ -97,6 +100,11 @@ impl SpeakerMetrics {
             "ironlb_speaker_child_restarts",
             "Child actors restarted by the supervisor",
             self.restarts.clone(),
+        );
+        registry.register(
+            "ironlb_speaker_partition_yields",
+            "Services given up to their owner on the other side of a gossip partition",
+            self.partition_yields.clone(),
         );
         registry.register(
             "ironlb_speaker_status_writes",

@@ -69,6 +69,8 @@ pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 pub const SETTLE_EXTRA_MAX: Duration = Duration::from_secs(4);
 /// How often the settle check looks at the gossip view.
 pub const SETTLE_POLL: Duration = Duration::from_millis(50);
+/// How often a speaker renews its Lease (API-side liveness for the partition rule).
+pub const LEASE_RENEW: Duration = Duration::from_secs(1);
 /// How often a handover checks whether the successors have taken over.
 pub const HANDOVER_TICK: Duration = Duration::from_millis(50);
 /// Label of a `ServiceL2Status`: the node.

@@ -5,20 +5,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DynamicObject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::Resource;
+use kube::{Client, Resource};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use super::{
-    BgpMsg, Layer2Msg, MembershipMsg, Shared, StatusMsg, TaskSet, INDEX_BATCH_MAX, INDEX_DEBOUNCE,
-    WATCH_QUEUE_MAX,
+    BgpMsg, Layer2Msg, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet, INDEX_BATCH_MAX,
+    INDEX_DEBOUNCE, LEASE_RENEW, WATCH_QUEUE_MAX,
 };
-use crate::cluster::{Change, ClusterIndex, Object, Source};
+use crate::cluster::{
+    Change, ClusterIndex, Object, Source, ALIVE_MEMBERS_ANNOTATION, SPEAKER_LEASE_PREFIX,
+};
 
 /// Messages of [`ClusterWatch`].
 #[derive(Debug)]
@@ -102,7 +106,26 @@ impl Actor for ClusterWatch {
                 shared.clone(),
             )));
         }
+        tasks.push(tokio::spawn(watch_one(
+            Api::<Lease>::namespaced(client.clone(), &namespace),
+            Source::Leases,
+            Object::Lease,
+            tx.clone(),
+            shared.clone(),
+        )));
+        tasks.push(tokio::spawn(watch_one(
+            Api::<DynamicObject>::namespaced_with(
+                client.clone(),
+                &namespace,
+                &Protocol::Layer2.resource(),
+            ),
+            Source::L2Statuses,
+            Object::L2Status,
+            tx.clone(),
+            shared.clone(),
+        )));
         drop(tx);
+        tasks.push(tokio::spawn(renew_lease(client, shared.clone())));
         tasks.push(tokio::spawn(index_task(rx, shared)));
         Ok(TaskSet(tasks))
     }
@@ -156,6 +179,61 @@ async fn watch_one<K, F>(
         shared.metrics.api_reachable.set(1);
         if tx.send(change).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Renews this speaker's Lease `ironlb-speaker-<node>` every [`LEASE_RENEW`], with the count
+/// of active members its gossip sees (the partition rule of `layer2`). Failures are counted and
+/// retried on the next tick: the speaker keeps announcing without the API.
+async fn renew_lease(client: Client, shared: Arc<Shared>) {
+    let api = Api::<Lease>::namespaced(client, &shared.config.namespace);
+    let name = format!("{SPEAKER_LEASE_PREFIX}{}", shared.config.node);
+    let mut tick = tokio::time::interval(LEASE_RENEW);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let alive = shared.members.borrow().as_ref().map_or(1, |view| {
+            1 + view
+                .iter()
+                .filter(|(name, m)| name.as_str() != shared.config.node && m.active)
+                .count()
+        });
+        let mut lease = match api.get_opt(&name).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => Lease {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                },
+                ..Lease::default()
+            },
+            Err(error) => {
+                tracing::debug!(%error, "lease read failed");
+                shared.metrics.update_errors.inc();
+                continue;
+            }
+        };
+        let exists = lease.metadata.resource_version.is_some();
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(ALIVE_MEMBERS_ANNOTATION.to_owned(), alive.to_string());
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = Some(shared.config.node.clone());
+        spec.lease_duration_seconds = Some(2);
+        spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
+        let result = if exists {
+            api.replace(&name, &PostParams::default(), &lease)
+                .await
+                .map(|_| ())
+        } else {
+            api.create(&PostParams::default(), &lease).await.map(|_| ())
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "lease renewal failed");
+            shared.metrics.update_errors.inc();
         }
     }
 }

@@ -134,7 +134,13 @@ async fn reconcile(state: &mut Layer2State) -> Result<(), ActorProcessingErr> {
     }
     let snapshot = state.shared.snapshot.borrow().clone();
     let members = state.shared.members.borrow().clone();
-    let mut actions = state.core.reconcile(&snapshot, &members, state.leaving);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|since| i64::try_from(since.as_micros()).ok());
+    let mut actions = state
+        .core
+        .reconcile_at(&snapshot, &members, state.leaving, now);
     if let Some((deadline, _)) = &state.handover {
         if state.core.handover_done(&members) || Instant::now() >= *deadline {
             actions.extend(state.core.withdraw_all());
@@ -181,6 +187,14 @@ async fn run_actions(
                 if let Some(writer) = state.shared.status_writer() {
                     let _ = writer.cast(StatusMsg::L2(key, status));
                 }
+            }
+            Action::PartitionYield { service, winner } => {
+                tracing::warn!(
+                    %service,
+                    %winner,
+                    "split brain: the owner on the other side of a gossip partition keeps it; withdrawing"
+                );
+                state.shared.metrics.partition_yields.inc();
             }
             Action::Assigned(key, ips) => {
                 tracing::info!(service = %key, ?ips, protocol = "layer2", "node assigned");
