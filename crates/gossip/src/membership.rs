@@ -282,6 +282,8 @@ pub struct Membership {
     datagram_from: Option<SocketAddr>,
     /// The highest SWIM incarnation of ours already announced to every member (a refutation).
     announced_incarnation: u16,
+    /// When a suspect that contacted us was last told of its suspicion.
+    contact_notices: BTreeMap<NodeName, Instant>,
     metrics: GossipMetrics,
 }
 
@@ -390,6 +392,7 @@ impl Membership {
             pull_generation: 0,
             datagram_from: None,
             announced_incarnation: 0,
+            contact_notices: BTreeMap::new(),
             metrics: GossipMetrics::default(),
         };
         let sync_at = now + membership.jitter(membership.config.sync_interval);
@@ -763,6 +766,7 @@ impl Membership {
             self.metrics.drop_datagram(DropReason::Malformed);
             return;
         };
+        self.notice_on_contact(now, from);
         match frame {
             Frame::Foca(payload) => {
                 let backlog = self.swim.updates_backlog();
@@ -1011,6 +1015,33 @@ impl Membership {
                 self.send_frame(target, &notice);
             }
         }
+    }
+
+    /// A member we suspect just sent us a datagram, so it is reachable now (a partition healed, a
+    /// stall ended): tell it at once that it is suspected rather than at the next scheduled
+    /// notice, which may come after our suspicion timer. At most once per probe timeout.
+    fn notice_on_contact(&mut self, now: Instant, from: SocketAddr) {
+        let Some(entry) = self
+            .view
+            .values()
+            .find(|e| e.id.addr == from && e.liveness == Liveness::Suspect)
+        else {
+            return;
+        };
+        let (id, swim_incarnation) = (entry.id.clone(), entry.swim_incarnation);
+        if self
+            .contact_notices
+            .get(&id.name)
+            .is_some_and(|at| now < *at + self.config.probe_timeout)
+        {
+            return;
+        }
+        if self.contact_notices.len() >= SEEDS_MAX {
+            self.contact_notices.clear();
+        }
+        self.contact_notices.insert(id.name.clone(), now);
+        // One notice, no repeats (the scheduled ones continue).
+        self.suspect_notice(now, id, swim_incarnation, 1);
     }
 
     fn suspect_notice(&mut self, now: Instant, id: MemberId, swim_incarnation: u16, remaining: u8) {

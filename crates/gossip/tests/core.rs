@@ -764,3 +764,35 @@ fn pages_are_only_sent_to_members() {
         rejected_before + 1
     );
 }
+
+#[test]
+fn refutations_reach_every_member_after_short_cuts_at_two_percent_loss() {
+    // A member cut off for a bit less than probe period + suspicion is suspected by several others;
+    // its refutation must reach all of them before any suspicion timer fires.
+    let mut false_downs = Vec::new();
+    let mut suspected = 0;
+    for seed in 0..12 {
+        let (mut net, addrs) = cluster(300 + seed, 5);
+        net.loss_per_mille = 20;
+        let victim = addrs[(seed % 5) as usize];
+        let others: Vec<SocketAddr> = addrs.iter().copied().filter(|a| *a != victim).collect();
+        let start = net.elapsed();
+        net.partition(&[victim], &others);
+        net.run_for(Duration::from_millis(110));
+        net.heal();
+        net.run_for(Duration::from_secs(2));
+        let events: Vec<_> = net.observations.iter().filter(|o| o.at > start).collect();
+        suspected += events
+            .iter()
+            .filter(|o| matches!(&o.event, MemberEvent::Suspect(_)))
+            .count();
+        false_downs.extend(
+            events
+                .iter()
+                .filter(|o| matches!(&o.event, MemberEvent::Down(_)))
+                .map(|o| (seed, o.observer, o.event.clone())),
+        );
+    }
+    assert!(suspected > 0, "the scenario produced no suspicion");
+    assert!(false_downs.is_empty(), "{false_downs:?}");
+}
