@@ -295,6 +295,23 @@ impl Layer2Core {
         actions
     }
 
+    /// The Services this node owns whose advertisements name interfaces of which none is up
+    /// here (MetalLB's `announceFailed`), with their first IP. `up`: the interfaces the
+    /// responders run on.
+    pub fn interfaces_missing(&self, up: &BTreeSet<String>) -> BTreeMap<ServiceKey, IpAddr> {
+        self.status
+            .iter()
+            .filter(|(_, status)| {
+                !status.interfaces.is_empty()
+                    && status.interfaces.iter().all(|name| !up.contains(name))
+            })
+            .filter_map(|(key, _)| {
+                let ip = self.services.get(key)?.ips.first()?;
+                Some((key.clone(), *ip))
+            })
+            .collect()
+    }
+
     /// During a handover: true once every IP this node announces is claimed by another active
     /// member (the successors have taken over), or there is nothing left.
     pub fn handover_done(&self, members: &Members) -> bool {

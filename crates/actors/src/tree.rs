@@ -71,6 +71,9 @@ pub const SETTLE_EXTRA_MAX: Duration = Duration::from_secs(4);
 pub const SETTLE_POLL: Duration = Duration::from_millis(50);
 /// How often a speaker renews its Lease (API-side liveness for the partition rule).
 pub const LEASE_RENEW: Duration = Duration::from_secs(1);
+/// How long after the layer 2 driver's first interface report a missing interface counts as
+/// an `announceFailed` (the driver reports interfaces one by one at start).
+pub const INTERFACES_SETTLE: Duration = Duration::from_secs(1);
 /// How often a handover checks whether the successors have taken over.
 pub const HANDOVER_TICK: Duration = Duration::from_millis(50);
 /// Label of a `ServiceL2Status`: the node.

@@ -8,12 +8,17 @@ use std::time::Instant;
 use ironlb_announce::l2::io::driver::{
     Command as L2Command, Driver as L2Driver, DriverConfig, DRIVER_COMMANDS_MAX,
 };
+use ironlb_announce::l2::io::L2Event;
 use ironlb_announce::l2::proto::interfaces::ExcludeList;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
-use super::{L2Backend, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet, HANDOVER_TICK};
+use super::{
+    L2Backend, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet, HANDOVER_TICK,
+    INTERFACES_SETTLE,
+};
 use crate::layer2::{Action, Layer2Core};
+use crate::model::ServiceKey;
 
 /// Messages of [`Layer2`].
 #[derive(Debug)]
@@ -29,6 +34,13 @@ pub enum Layer2Msg {
     },
     /// Re-check a handover in progress.
     Tick,
+    /// The layer 2 driver started (`up`) or stopped a responder on an interface.
+    Interface {
+        /// The interface.
+        name: String,
+        /// Responding on it now.
+        up: bool,
+    },
     /// Fault injection: panic.
     Panic,
 }
@@ -45,6 +57,11 @@ pub struct Layer2State {
     handover: Option<(Instant, RpcReplyPort<()>)>,
     leaving: bool,
     metric_series: BTreeSet<(String, IpAddr)>,
+    /// Interfaces with a responder, and since when they are known (None: no driver events
+    /// yet, e.g. the channel backend).
+    interfaces: Option<(Instant, BTreeSet<String>)>,
+    /// Services an `announceFailed` Event was sent for (until their interfaces show up).
+    announce_failed: BTreeSet<ServiceKey>,
     _driver: TaskSet,
 }
 
@@ -84,8 +101,21 @@ impl Actor for Layer2 {
                     // The actor cannot work without its driver: let the supervisor restart it.
                     me.stop(Some("layer 2 driver stopped".into()));
                 });
+                let me = myself.clone();
                 let events = tokio::spawn(async move {
                     while let Some(event) = events_rx.recv().await {
+                        let interface = match &event {
+                            L2Event::InterfaceUp { interface, .. } => {
+                                Some((interface.clone(), true))
+                            }
+                            L2Event::InterfaceDown { interface, .. } => {
+                                Some((interface.clone(), false))
+                            }
+                            _ => None,
+                        };
+                        if let Some((name, up)) = interface {
+                            let _ = me.cast(Layer2Msg::Interface { name, up });
+                        }
                         tracing::info!(?event, "layer 2 event");
                     }
                 });
@@ -101,6 +131,8 @@ impl Actor for Layer2 {
             handover: None,
             leaving: false,
             metric_series: BTreeSet::new(),
+            interfaces: None,
+            announce_failed: BTreeSet::new(),
             _driver: TaskSet(tasks),
         })
     }
@@ -113,6 +145,17 @@ impl Actor for Layer2 {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             Layer2Msg::Changed | Layer2Msg::Tick => reconcile(state).await?,
+            Layer2Msg::Interface { name, up } => {
+                let (_, interfaces) = state
+                    .interfaces
+                    .get_or_insert_with(|| (Instant::now(), BTreeSet::new()));
+                if up {
+                    interfaces.insert(name);
+                } else {
+                    interfaces.remove(&name);
+                }
+                check_interfaces(state);
+            }
             Layer2Msg::Handover { deadline, reply } => {
                 state.leaving = true;
                 state.handover = Some((deadline, reply));
@@ -225,5 +268,28 @@ async fn run_actions(
         .shared
         .services
         .send_replace(state.core.services().clone());
+    check_interfaces(state);
     Ok(())
+}
+
+/// Sends `announceFailed` once per Service whose named interfaces are all missing here (after
+/// the driver has reported its interfaces for [`INTERFACES_SETTLE`]).
+fn check_interfaces(state: &mut Layer2State) {
+    let Some((since, up)) = &state.interfaces else {
+        return;
+    };
+    if since.elapsed() < INTERFACES_SETTLE {
+        return;
+    }
+    let missing = state.core.interfaces_missing(up);
+    for (key, ip) in &missing {
+        if state.announce_failed.contains(key) {
+            continue;
+        }
+        tracing::warn!(service = %key, %ip, "announce failed: none of the advertisement's interfaces exists on this node");
+        if let Some(writer) = state.shared.status_writer() {
+            let _ = writer.cast(StatusMsg::AnnounceFailed(key.clone(), *ip));
+        }
+    }
+    state.announce_failed = missing.into_keys().collect();
 }
