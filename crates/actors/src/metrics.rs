@@ -48,6 +48,9 @@ pub struct SpeakerMetrics {
     /// `ironlb_speaker_api_reachable_bool`: 0 while the watches fail (announcing continues
     /// from the last known state).
     pub api_reachable: Gauge,
+    /// `ironlb_speaker_reconciles_total{child}`: reconciles run by `layer2` and `bgp` (change
+    /// signals coalesce, so this grows far slower than the watch events).
+    pub reconciles: Family<ChildLabels, Counter>,
     /// `ironlb_speaker_child_restarts_total{child}`.
     pub restarts: Family<ChildLabels, Counter>,
     /// `ironlb_speaker_partition_yields_total`: Services given up to their owner on the other
@@ -95,6 +98,11 @@ impl SpeakerMetrics {
             "ironlb_speaker_api_reachable_bool",
             "0 while the API server cannot be watched (announcing continues from the last state)",
             self.api_reachable.clone(),
+        );
+        registry.register(
+            "ironlb_speaker_reconciles",
+            "Reconciles run by the layer2 and bgp actors",
+            self.reconciles.clone(),
         );
         registry.register(
             "ironlb_speaker_child_restarts",

@@ -40,8 +40,10 @@ pub struct SessionView {
 /// Messages of [`Bgp`].
 #[derive(Debug)]
 pub enum BgpMsg {
-    /// The snapshot changed: reconcile.
+    /// The snapshot changed: reconcile (a burst coalesces into one [`BgpMsg::Reconcile`]).
     Changed,
+    /// Reconcile the latest snapshot now.
+    Reconcile,
     /// Restart the crashed session of this BGPPeer (sent to itself after the backoff).
     Restart(String),
     /// Planned stop (RFC 8326) of every session; answered when every session has withdrawn.
@@ -71,6 +73,7 @@ pub struct BgpState {
     slots: BTreeMap<String, Slot>,
     crashes: Crashes<String>,
     stopping: bool,
+    reconcile_queued: bool,
     metric_series: BTreeSet<(String, IpAddr)>,
 }
 
@@ -96,6 +99,7 @@ impl Actor for Bgp {
             slots: BTreeMap::new(),
             crashes: Crashes::default(),
             stopping: false,
+            reconcile_queued: false,
             metric_series: BTreeSet::new(),
         })
     }
@@ -108,9 +112,24 @@ impl Actor for Bgp {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             BgpMsg::Changed => {
+                if !state.reconcile_queued {
+                    state.reconcile_queued = true;
+                    myself.cast(BgpMsg::Reconcile)?;
+                }
+            }
+            BgpMsg::Reconcile => {
+                state.reconcile_queued = false;
                 if state.stopping {
                     return Ok(());
                 }
+                state
+                    .shared
+                    .metrics
+                    .reconciles
+                    .get_or_create(&crate::metrics::ChildLabels {
+                        child: "bgp".into(),
+                    })
+                    .inc();
                 let snapshot = state.shared.snapshot.borrow().clone();
                 let actions = state.core.reconcile(&snapshot);
                 run_actions(&myself, state, actions).await;

@@ -18,13 +18,19 @@ use super::{
     INTERFACES_SETTLE,
 };
 use crate::layer2::{Action, Layer2Core};
+use crate::metrics::ChildLabels;
 use crate::model::ServiceKey;
 
 /// Messages of [`Layer2`].
 #[derive(Debug)]
 pub enum Layer2Msg {
-    /// The snapshot or the gossip view changed: reconcile.
+    /// The snapshot or the gossip view changed: reconcile (a burst of these coalesces into one
+    /// [`Layer2Msg::Reconcile`] queued behind it).
     Changed,
+    /// Reconcile the latest snapshot and gossip view now.
+    Reconcile,
+    /// Answered once every message queued before it is handled (tests, debugging).
+    Sync(RpcReplyPort<()>),
     /// Hand the IPs over to successors, then withdraw (answered when done or at `deadline`).
     Handover {
         /// When to give up waiting for successors.
@@ -62,6 +68,8 @@ pub struct Layer2State {
     interfaces: Option<(Instant, BTreeSet<String>)>,
     /// Services an `announceFailed` Event was sent for (until their interfaces show up).
     announce_failed: BTreeSet<ServiceKey>,
+    /// A [`Layer2Msg::Reconcile`] is queued: further `Changed` signals add nothing.
+    reconcile_queued: bool,
     _driver: TaskSet,
 }
 
@@ -133,6 +141,7 @@ impl Actor for Layer2 {
             metric_series: BTreeSet::new(),
             interfaces: None,
             announce_failed: BTreeSet::new(),
+            reconcile_queued: false,
             _driver: TaskSet(tasks),
         })
     }
@@ -144,7 +153,20 @@ impl Actor for Layer2 {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            Layer2Msg::Changed | Layer2Msg::Tick => reconcile(state).await?,
+            Layer2Msg::Changed => {
+                if !state.reconcile_queued {
+                    state.reconcile_queued = true;
+                    myself.cast(Layer2Msg::Reconcile)?;
+                }
+            }
+            Layer2Msg::Reconcile => {
+                state.reconcile_queued = false;
+                reconcile(state).await?;
+            }
+            Layer2Msg::Tick => reconcile(state).await?,
+            Layer2Msg::Sync(reply) => {
+                let _ = reply.send(());
+            }
             Layer2Msg::Interface { name, up } => {
                 let (_, interfaces) = state
                     .interfaces
@@ -172,6 +194,14 @@ impl Actor for Layer2 {
 }
 
 async fn reconcile(state: &mut Layer2State) -> Result<(), ActorProcessingErr> {
+    state
+        .shared
+        .metrics
+        .reconciles
+        .get_or_create(&ChildLabels {
+            child: "layer2".into(),
+        })
+        .inc();
     if !*state.shared.settled.borrow() {
         return Ok(());
     }
