@@ -45,6 +45,11 @@ pub const CLUSTER: &str = "ironlb-sim";
 pub const LATENCY: Duration = Duration::from_micros(200);
 /// How long a starting speaker waits for the others' claims (`--gossip-settle`'s default).
 pub const SETTLE: Duration = Duration::from_secs(1);
+/// After [`SETTLE`], a starting speaker polls this often until it knows every active member's
+/// claims (the actor tree's `SETTLE_POLL`).
+pub const SETTLE_POLL: Duration = Duration::from_millis(50);
+/// ... and settles anyway this long after [`SETTLE`] (the actor tree's `SETTLE_EXTRA_MAX`).
+pub const SETTLE_EXTRA_MAX: Duration = Duration::from_secs(4);
 /// How long a planned handover may take (`--shutdown-grace`'s default).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often a handover in progress is re-checked (the actor's tick).
@@ -195,6 +200,7 @@ struct Node {
     api_pending: bool,
     members: Members,
     settled: bool,
+    settle_deadline: Option<Duration>,
     leaving: Option<Duration>,
     reconcile_pending: bool,
     wake_at: Option<Duration>,
@@ -526,9 +532,7 @@ impl Sim {
             }
             Event::Settle { node, life } => {
                 if self.node_current(node, life) {
-                    self.nodes[node].settled = true;
-                    self.trace.line(self.now, &format!("node-{node} settled"));
-                    self.request_reconcile(node);
+                    self.settle(node, life);
                 }
             }
             Event::HandoverTick { node, life } => {
@@ -720,6 +724,7 @@ impl Sim {
         node.api_pending = false;
         node.members = Some(BTreeMap::new());
         node.settled = false;
+        node.settle_deadline = None;
         node.leaving = None;
         node.reconcile_pending = false;
         node.wake_at = None;
@@ -739,6 +744,34 @@ impl Sim {
             let settle_at = self.global(index, local + SETTLE);
             self.push(settle_at, Event::Settle { node: index, life });
             self.schedule_delivery(Subscriber::Node(index));
+        }
+    }
+
+    /// The actor tree's settle rule: after [`SETTLE`], wait until every active member's state
+    /// (claims) is known and some other member is active (when other Nodes exist), or
+    /// [`SETTLE_EXTRA_MAX`] more at most.
+    fn settle(&mut self, index: usize, life: u64) {
+        let now = self.now;
+        let Some(node) = self.nodes.get_mut(index) else {
+            return;
+        };
+        let deadline = *node.settle_deadline.get_or_insert(now + SETTLE_EXTRA_MAX);
+        let (others_active, missing) = match node.membership.as_ref() {
+            Some(membership) => {
+                let members = membership.members();
+                let active = members.iter().filter(|m| m.liveness.is_active());
+                let missing = active.clone().filter(|m| m.state.is_none()).count();
+                (active.count() > 0, missing)
+            }
+            None => (false, 0),
+        };
+        let others_expected = self.speakers > 1;
+        if (missing == 0 && (others_active || !others_expected)) || now >= deadline {
+            node.settled = true;
+            self.trace.line(now, &format!("node-{index} settled"));
+            self.request_reconcile(index);
+        } else {
+            self.push(now + SETTLE_POLL, Event::Settle { node: index, life });
         }
     }
 
@@ -883,10 +916,9 @@ impl Sim {
             self.drain_sessions(index);
             self.gossip_input(index, GossipInput::Leave);
             self.stop(index, false);
+            // A drained node restarts (also in the quiet phase: every node runs at the end).
             let at = now + Duration::from_millis(self.rng.random_range(1000..5000));
-            if !self.quiet {
-                self.push(at, Event::Restart { node: index });
-            }
+            self.push(at, Event::Restart { node: index });
         }
     }
 
@@ -2133,6 +2165,7 @@ impl Node {
             api_pending: false,
             members: Some(BTreeMap::new()),
             settled: false,
+            settle_deadline: None,
             leaving: None,
             reconcile_pending: false,
             wake_at: None,
