@@ -23,7 +23,7 @@ use crate::patch::{
 use crate::registry::{Registry, ResourceInfo, StorageKey, Strategy};
 use crate::schema;
 use crate::service::allocation_of;
-use crate::store::{view_prefix, Committed, State, Stored};
+use crate::store::{view_prefix, Committed, SharedHistory, State, Stored};
 
 /// `fieldValidation` query parameter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -215,6 +215,8 @@ pub(crate) enum PatchType {
 #[derive(Debug)]
 pub(crate) struct Core {
     pub(crate) state: Mutex<State>,
+    /// The watch history (also reachable from the state, for writers).
+    pub(crate) history: SharedHistory,
     /// The latest committed resourceVersion (wakes watchers).
     pub(crate) rv_tx: watch::Sender<u64>,
     /// Bumped to close every open watch (test hook).
@@ -226,6 +228,7 @@ pub(crate) struct Core {
 impl Core {
     pub(crate) fn new(state: State) -> Self {
         Self {
+            history: state.history.clone(),
             state: Mutex::new(state),
             rv_tx: watch::channel(0).0,
             close_tx: watch::channel(0).0,
@@ -248,7 +251,9 @@ impl Core {
     /// Publishes the new resourceVersion after writes.
     pub(crate) fn notify(&self, state: &State) {
         self.rv_tx.send_replace(state.rv);
-        self.controllers.notify_one();
+        if state.controllers_due {
+            self.controllers.notify_one();
+        }
     }
 
     /// GET of one object.
@@ -332,8 +337,9 @@ impl Core {
         body: Value,
         params: &Params,
     ) -> Result<Outcome, ApiError> {
+        let admitted = admit_create(target, body, params)?;
         let mut state = self.lock();
-        let outcome = create_locked(&mut state, target, body, params)?;
+        let outcome = commit_create(&mut state, admitted, params)?;
         self.notify(&state);
         Ok(outcome)
     }
@@ -766,9 +772,27 @@ fn check_namespace(
 pub(crate) fn create_locked(
     state: &mut State,
     target: &Target,
-    mut body: Value,
+    body: Value,
     params: &Params,
 ) -> Result<Outcome, ApiError> {
+    let admitted = admit_create(target, body, params)?;
+    commit_create(state, admitted, params)
+}
+
+/// A create body checked against its request, before the store is involved.
+pub(crate) struct AdmittedCreate {
+    target: Target,
+    body: Value,
+    warnings: Vec<String>,
+}
+
+/// The part of a create that needs no state (request/body consistency, unknown-field pruning,
+/// schema defaults): run outside the store lock.
+pub(crate) fn admit_create(
+    target: &Target,
+    mut body: Value,
+    params: &Params,
+) -> Result<AdmittedCreate, ApiError> {
     let info = target.info.clone();
     if target.status
         || target.name.is_some()
@@ -787,9 +811,29 @@ pub(crate) fn create_locked(
         })?;
         let mut scoped = target.clone();
         scoped.namespace = Some(namespace);
-        return create_locked(state, &scoped, body, params);
+        return admit_create(&scoped, body, params);
     }
-    let mut warnings = admit_body(&info, target, &mut body, params)?;
+    let warnings = admit_body(&info, target, &mut body, params)?;
+    Ok(AdmittedCreate {
+        target: target.clone(),
+        body,
+        warnings,
+    })
+}
+
+/// The part of a create that reads and writes the store.
+pub(crate) fn commit_create(
+    state: &mut State,
+    admitted: AdmittedCreate,
+    params: &Params,
+) -> Result<Outcome, ApiError> {
+    let AdmittedCreate {
+        target,
+        mut body,
+        mut warnings,
+    } = admitted;
+    let target = &target;
+    let info = target.info.clone();
     // Name.
     let meta = metadata_mut(&mut body);
     let mut name = meta

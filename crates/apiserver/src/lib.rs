@@ -15,7 +15,7 @@
 //!   TCP accept ──► connection task (hyper) ──► http::route ──► api::Core (Mutex<State>)
 //!                                                  │                 │ rv_tx / close_tx
 //!                                                  └── watch task ◄──┘
-//!   controllers task ◄── Notify after every write, and a 250 ms tick
+//!   controllers task ◄── Notify after writes they act on (deletes, Namespaces, CRDs), 250 ms tick
 //! ```
 
 use std::net::SocketAddr;
@@ -258,6 +258,7 @@ async fn controller_loop(core: Arc<api::Core>) {
             _ = tokio::time::sleep(CONTROLLER_TICK) => {}
         }
         let mut state = core.lock();
+        state.controllers_due = false;
         if controllers::run_once(&mut state) {
             core.rv_tx.send_replace(state.rv);
         }

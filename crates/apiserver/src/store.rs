@@ -2,7 +2,7 @@
 //! resourceVersion counter and a bounded watch history (reference §6.1, §6.8).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 
@@ -127,20 +127,85 @@ pub(crate) struct Committed {
     pub(crate) value: Value,
 }
 
+/// The watch history: the last committed events, in resourceVersion order.
+///
+/// It has its own lock, taken by writers (inside the state lock, only to append) and by watch
+/// tasks (alone, to copy out what they have not sent), so watchers never wait for a write's
+/// admission, defaulting and encoding.
+#[derive(Debug)]
+pub(crate) struct History {
+    events: VecDeque<Arc<HistoryEvent>>,
+    max: usize,
+    /// Every event with an RV above this one is still in `events`.
+    compacted_rv: u64,
+    /// The RV of the last recorded event (the store's RV).
+    rv: u64,
+}
+
+impl History {
+    fn new(max: usize) -> Self {
+        Self {
+            events: VecDeque::new(),
+            max: max.max(1),
+            compacted_rv: 0,
+            rv: 0,
+        }
+    }
+
+    fn record(&mut self, event: HistoryEvent) {
+        self.rv = self.rv.max(event.rv);
+        self.events.push_back(Arc::new(event));
+        while self.events.len() > self.max {
+            if let Some(evicted) = self.events.pop_front() {
+                self.compacted_rv = evicted.rv;
+            }
+        }
+    }
+
+    /// Drops every event (test hook): the next watch from an older RV gets 410.
+    pub(crate) fn compact(&mut self) {
+        self.events.clear();
+        self.events.shrink_to_fit();
+        self.compacted_rv = self.rv;
+    }
+
+    /// Events with an RV above `after` and the latest RV, or `Err(oldest)` when some were
+    /// compacted away.
+    pub(crate) fn events_after(&self, after: u64) -> Result<(Vec<Arc<HistoryEvent>>, u64), u64> {
+        if after < self.compacted_rv {
+            return Err(self.compacted_rv);
+        }
+        let start = self.events.partition_point(|event| event.rv <= after);
+        Ok((self.events.range(start..).cloned().collect(), self.rv))
+    }
+}
+
+/// A shared history with poison recovery (every append leaves it consistent).
+#[derive(Clone, Debug)]
+pub(crate) struct SharedHistory(Arc<Mutex<History>>);
+
+impl SharedHistory {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, History> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// The in-memory state, behind one mutex.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) rv: u64,
     pub(crate) objects: BTreeMap<StorageKey, BTreeMap<ObjectKey, Arc<Stored>>>,
     storage_keys: BTreeMap<StorageKey, Arc<StorageKey>>,
-    pub(crate) history: VecDeque<Arc<HistoryEvent>>,
-    pub(crate) history_max: usize,
-    /// Every event with an RV above this one is still in `history`.
-    pub(crate) compacted_rv: u64,
+    pub(crate) history: SharedHistory,
     pub(crate) registry: Arc<Registry>,
     pub(crate) services: ServiceAllocator,
     /// Set by deletes, read by the garbage collector.
     pub(crate) deletions_since_gc: bool,
+    /// Set by writes the in-process controllers act on (deletes, objects being deleted,
+    /// Namespaces, CRDs); cleared when they run. Other writes do not wake them.
+    pub(crate) controllers_due: bool,
 }
 
 impl State {
@@ -149,12 +214,11 @@ impl State {
             rv: 0,
             objects: BTreeMap::new(),
             storage_keys: BTreeMap::new(),
-            history: VecDeque::new(),
-            history_max: history_max.max(1),
-            compacted_rv: 0,
+            history: SharedHistory(Arc::new(Mutex::new(History::new(history_max)))),
             registry: Arc::new(Registry::build(&[], 0)),
             services,
             deletions_since_gc: false,
+            controllers_due: false,
         }
     }
 
@@ -248,6 +312,10 @@ impl State {
             .unwrap_or_default()
             .to_string();
         let stored = Arc::new(Stored::encode(&object));
+        if stored.deleting || storage.1 == "namespaces" || storage.1 == "customresourcedefinitions"
+        {
+            self.controllers_due = true;
+        }
         let key = self.interned(storage);
         let previous = self
             .objects
@@ -301,6 +369,7 @@ impl State {
             line: OnceLock::new(),
         });
         self.deletions_since_gc = true;
+        self.controllers_due = true;
         Some(Committed {
             stored,
             value: last,
@@ -308,27 +377,11 @@ impl State {
     }
 
     fn record(&mut self, event: HistoryEvent) {
-        self.history.push_back(Arc::new(event));
-        while self.history.len() > self.history_max {
-            if let Some(evicted) = self.history.pop_front() {
-                self.compacted_rv = evicted.rv;
-            }
-        }
+        self.history.lock().record(event);
     }
 
     /// Drops the whole watch history (test hook): the next watch from an older RV gets 410.
     pub(crate) fn compact(&mut self) {
-        self.history.clear();
-        self.history.shrink_to_fit();
-        self.compacted_rv = self.rv;
-    }
-
-    /// Events with an RV above `after`, or `Err(oldest)` when some were compacted away.
-    pub(crate) fn events_after(&self, after: u64) -> Result<Vec<Arc<HistoryEvent>>, u64> {
-        if after < self.compacted_rv {
-            return Err(self.compacted_rv);
-        }
-        let start = self.history.partition_point(|event| event.rv <= after);
-        Ok(self.history.range(start..).cloned().collect())
+        self.history.lock().compact();
     }
 }

@@ -2,7 +2,7 @@
 //! last resourceVersion whenever the counter moves; 410 as an ERROR event; bookmarks.
 //!
 //! ```text
-//!  writers ──put──► State.history ──rv_tx (watch::Sender<u64>)──► watch task ──mpsc──► HTTP body
+//!  writers ──put──► History (own lock) ──rv_tx (watch::Sender<u64>)──► watch task ──mpsc──► HTTP body
 //!                                    close_tx (test hook) ─────────┘
 //! ```
 
@@ -20,8 +20,10 @@ use crate::registry::Strategy;
 use crate::store::{view_prefix, EventType, HistoryEvent, Stored};
 use crate::table::{partial_metadata, table};
 
-/// Lines buffered per watch before the task waits for the client.
-const WATCH_BUFFER_LINES: usize = 256;
+/// Frames buffered per watch before the task waits for the client.
+const WATCH_BUFFER_FRAMES: usize = 256;
+/// Event lines ready together are sent as one frame (one chunk, one write) up to this size.
+const WATCH_FRAME_MAX_BYTES: usize = 64 * 1024;
 /// The longest a watch without `timeoutSeconds` stays open (the real server's default).
 const WATCH_TIMEOUT_DEFAULT_SECS: u64 = 1800;
 
@@ -65,7 +67,7 @@ pub(crate) fn start(
                 ApiError::bad_request(format!("invalid resource version: {text:?}"))
             })?),
         };
-    let (tx, rx) = mpsc::channel(WATCH_BUFFER_LINES);
+    let (tx, rx) = mpsc::channel(WATCH_BUFFER_FRAMES);
     let view_prefix = if format == Format::Json && target.info.strategy != Strategy::EventsV1 {
         view_prefix(&target.info.api_version(), &target.info.kind)
     } else {
@@ -114,8 +116,8 @@ impl Watch {
         let start = {
             let state = self.core.lock();
             match requested.filter(|_| !initial_events) {
-                Some(rv) => match state.events_after(rv) {
-                    Ok(events) => Start::Pending(rv.max(state.rv), events),
+                Some(rv) => match state.history.lock().events_after(rv) {
+                    Ok((events, latest)) => Start::Pending(rv.max(latest), events),
                     Err(oldest) => Start::Expired(ApiError::expired(rv, oldest).status()),
                 },
                 None => {
@@ -147,7 +149,7 @@ impl Watch {
                 return;
             }
         };
-        for item in initial {
+        for item in frames(initial) {
             if self.tx.send(item).await.is_err() {
                 return;
             }
@@ -167,14 +169,11 @@ impl Watch {
                         return;
                     }
                     // Only collect under the lock; render outside it.
-                    let next = {
-                        let state = self.core.lock();
-                        state.events_after(last_rv).map(|events| (events, state.rv)).map_err(|oldest| (oldest, state.rv))
-                    };
+                    let next = self.core.history.lock().events_after(last_rv).map_err(|oldest| (oldest, last_rv));
                     let next = next.map(|(events, rv)| (self.render_events(&events), rv));
                     match next {
                         Ok((lines, rv)) => {
-                            for item in lines {
+                            for item in frames(lines) {
                                 if self.tx.send(item).await.is_err() {
                                     return;
                                 }
@@ -305,6 +304,30 @@ impl Watch {
     }
 }
 
+/// Joins consecutive lines into frames of at most [`WATCH_FRAME_MAX_BYTES`] (a longer line is
+/// a frame of its own): a watcher that fell behind catches up in few writes.
+fn frames(lines: Vec<Bytes>) -> Vec<Bytes> {
+    if lines.len() < 2 {
+        return lines;
+    }
+    let mut frames = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    for line in lines {
+        if !current.is_empty() && current.len() + line.len() > WATCH_FRAME_MAX_BYTES {
+            frames.push(Bytes::from(std::mem::take(&mut current)));
+        }
+        if current.is_empty() && line.len() >= WATCH_FRAME_MAX_BYTES {
+            frames.push(line);
+            continue;
+        }
+        current.extend_from_slice(&line);
+    }
+    if !current.is_empty() {
+        frames.push(Bytes::from(current));
+    }
+    frames
+}
+
 /// `{"type":"…","object":<json>}` and a newline, around already encoded object bytes.
 fn raw_line(event_type: EventType, json: &[u8]) -> Bytes {
     let mut text = Vec::with_capacity(json.len() + 32);
@@ -320,4 +343,34 @@ fn line(event_type: &str, object: Value) -> Bytes {
     let mut text = json!({"type": event_type, "object": object}).to_string();
     text.push('\n');
     Bytes::from(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_join_lines_up_to_the_limit() {
+        let small = Bytes::from(vec![b'a'; 1000]);
+        let big = Bytes::from(vec![b'b'; WATCH_FRAME_MAX_BYTES + 1]);
+        let cases: Vec<(Vec<Bytes>, Vec<usize>)> = vec![
+            (vec![], vec![]),
+            (vec![small.clone()], vec![1000]),
+            (vec![small.clone(); 3], vec![3000]),
+            // 65 lines of 1000 bytes: 65,000 ≤ 65,536 in one frame; 66 need two.
+            (vec![small.clone(); 65], vec![65_000]),
+            (vec![small.clone(); 66], vec![65_000, 1000]),
+            (
+                vec![small.clone(), big.clone(), small.clone()],
+                vec![1000, WATCH_FRAME_MAX_BYTES + 1, 1000],
+            ),
+        ];
+        for (lines, expected) in cases {
+            let joined: Vec<u8> = lines.iter().flat_map(|l| l.iter().copied()).collect();
+            let out = frames(lines);
+            assert_eq!(out.iter().map(Bytes::len).collect::<Vec<_>>(), expected);
+            let rejoined: Vec<u8> = out.iter().flat_map(|f| f.iter().copied()).collect();
+            assert_eq!(rejoined, joined, "bytes and order are kept");
+        }
+    }
 }
