@@ -131,8 +131,13 @@ pub fn preflight(scenarios: &[Scenario]) -> Result<(), String> {
     packages.sort_unstable();
     packages.dedup();
     let programs: Vec<&str> = missing.iter().map(|tool| tool.program).collect();
+    let kubectl_note = if packages.contains(&"kubectl") {
+        " (kubectl is not in Debian's archive: it comes from the Kubernetes apt repository, pkgs.k8s.io)"
+    } else {
+        ""
+    };
     Err(format!(
-        "missing tools: {}. Install them: apt-get install {} (or run scripts/install-deps.sh)",
+        "missing tools: {}. Install them: apt-get install {}{kubectl_note}, or run scripts/install-deps.sh",
         programs.join(", "),
         packages.join(" ")
     ))

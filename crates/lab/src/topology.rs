@@ -215,7 +215,7 @@ pub const TOOLS_BASE: &[Tool] = &[
     },
     Tool {
         program: "kubectl",
-        package: "kubectl (from the Kubernetes apt repository)",
+        package: "kubectl",
     },
 ];
 /// Tools the layer 2 checks need.
