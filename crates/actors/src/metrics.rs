@@ -149,6 +149,15 @@ impl SpeakerMetrics {
         *previous = now;
     }
 
+    /// Counts one reconcile of `child` (`layer2`, `bgp`).
+    pub fn count_reconcile(&self, child: &str) {
+        self.reconciles
+            .get_or_create(&ChildLabels {
+                child: child.to_owned(),
+            })
+            .inc();
+    }
+
     /// `/readyz`: the first cluster snapshot is in.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)

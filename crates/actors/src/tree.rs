@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ironlb_announce::l2::io::driver::Command as L2Command;
 use kube::Client;
-use ractor::ActorRef;
+use ractor::{ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -241,6 +241,43 @@ impl<K: Ord> Crashes<K> {
     /// Forgets every crash.
     pub fn clear(&mut self) {
         self.at.clear();
+    }
+}
+
+/// The child a supervision event is about, and why it stopped; `None` for events that are not
+/// a child stopping.
+fn stopped_child(event: &SupervisionEvent) -> Option<(&ActorCell, Option<String>)> {
+    match event {
+        SupervisionEvent::ActorFailed(cell, error) => Some((cell, Some(error.to_string()))),
+        SupervisionEvent::ActorTerminated(cell, _, reason) => Some((cell, reason.clone())),
+        _ => None,
+    }
+}
+
+/// Coalesces change signals: the first signal queues one reconcile message behind whatever is
+/// in the mailbox; further signals add nothing until that reconcile runs.
+#[derive(Debug, Default)]
+pub struct Coalesce {
+    queued: bool,
+}
+
+impl Coalesce {
+    /// A change arrived: queue `reconcile` unless one is queued already.
+    pub fn signal<M: ractor::Message>(
+        &mut self,
+        myself: &ActorRef<M>,
+        reconcile: impl FnOnce() -> M,
+    ) -> Result<(), ActorProcessingErr> {
+        if !self.queued {
+            self.queued = true;
+            myself.cast(reconcile())?;
+        }
+        Ok(())
+    }
+
+    /// The queued reconcile runs now.
+    pub fn run(&mut self) {
+        self.queued = false;
     }
 }
 

@@ -17,9 +17,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{create, setup, NAMESPACE};
-use ironlb_actors::decide::Options;
-use ironlb_actors::tree::{L2Backend, Shared, Speaker, SpeakerConfig, SpeakerMsg};
+use common::{create, setup};
+use ironlb_actors::tree::SpeakerMsg;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
@@ -229,22 +228,8 @@ async fn inner_speaker_in_namespace() {
     )
     .await;
     let (tx, _rx) = mpsc::channel(64);
-    let shared = Shared::new(
-        SpeakerConfig {
-            node: "node-a".into(),
-            namespace: NAMESPACE.into(),
-            options: Options::default(),
-            gossip: None,
-            l2: L2Backend::Channel(tx),
-            http: Vec::new(),
-            bgp_shutdown_wait: Duration::from_secs(3),
-        },
-        Some(client.clone()),
-    );
-    let (speaker, handle) =
-        ractor::Actor::spawn(Some("node-a/speaker".into()), Speaker, shared.clone())
-            .await
-            .unwrap();
+    let (speaker, handle, _shared) =
+        common::start_speaker(&client, tx, Vec::new(), Duration::from_secs(3)).await;
     let host = "10.20.0.5/32";
     wait_for("the Service IP at FRR with community 65000:7", || {
         paths(host)

@@ -7,10 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{next_command, setup, NAMESPACE};
-use ironlb_actors::decide::Options;
+use common::{next_command, setup};
 use ironlb_actors::metrics::ChildLabels;
-use ironlb_actors::tree::{L2Backend, Layer2Msg, Shared, Speaker, SpeakerConfig};
+use ironlb_actors::tree::Layer2Msg;
 use ironlb_announce::l2::io::driver::Command;
 use ractor::ActorRef;
 use tokio::sync::mpsc;
@@ -22,22 +21,8 @@ async fn a_flood_of_change_signals_coalesces() {
     let (server, client) = setup().await;
     // A command queue of one: the actor waits for room rather than dropping commands.
     let (tx, mut rx) = mpsc::channel(1);
-    let shared = Shared::new(
-        SpeakerConfig {
-            node: "node-a".into(),
-            namespace: NAMESPACE.into(),
-            options: Options::default(),
-            gossip: None,
-            l2: L2Backend::Channel(tx),
-            http: Vec::new(),
-            bgp_shutdown_wait: Duration::from_millis(200),
-        },
-        Some(client.clone()),
-    );
-    let (speaker, handle) =
-        ractor::Actor::spawn(Some("node-a/speaker".into()), Speaker, shared.clone())
-            .await
-            .expect("speaker starts");
+    let (speaker, handle, shared) =
+        common::start_speaker(&client, tx, Vec::new(), Duration::from_millis(200)).await;
     assert!(matches!(
         next_command(&mut rx).await,
         Command::Announce { .. }

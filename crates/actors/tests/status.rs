@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{next_command, setup, wait_list, NAMESPACE, WAIT_MAX};
-use ironlb_actors::decide::Options;
 use ironlb_actors::status::{self, Announcer, ComponentState, StatusInputs};
-use ironlb_actors::tree::{L2Backend, Shared, Speaker, SpeakerConfig};
 use ironlb_announce::l2::io::driver::Command;
 use tokio::sync::mpsc;
 
@@ -23,22 +21,8 @@ async fn status_reports_owner_reasons_and_configuration() {
         .local_addr()
         .expect("addr");
     let (tx, mut rx) = mpsc::channel(64);
-    let shared = Shared::new(
-        SpeakerConfig {
-            node: "node-a".into(),
-            namespace: NAMESPACE.into(),
-            options: Options::default(),
-            gossip: None,
-            l2: L2Backend::Channel(tx),
-            http: vec![port],
-            bgp_shutdown_wait: Duration::from_millis(200),
-        },
-        Some(client.clone()),
-    );
-    let (speaker, handle) =
-        ractor::Actor::spawn(Some("node-a/speaker".into()), Speaker, shared.clone())
-            .await
-            .expect("speaker starts");
+    let (speaker, handle, _shared) =
+        common::start_speaker(&client, tx, vec![port], Duration::from_millis(200)).await;
     assert!(matches!(
         next_command(&mut rx).await,
         Command::Announce { .. }

@@ -8,10 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{next_command, resource, setup, NAMESPACE, WAIT_MAX};
-use ironlb_actors::decide::Options;
-use ironlb_actors::tree::{
-    L2Backend, Layer2Msg, Shared, Speaker, SpeakerConfig, StatusMsg, WatchMsg,
-};
+use ironlb_actors::tree::{Layer2Msg, StatusMsg, WatchMsg};
 use ironlb_announce::l2::io::driver::Command;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DynamicObject, ListParams};
@@ -22,22 +19,13 @@ use tokio::sync::mpsc;
 async fn announces_writes_status_and_survives_a_crashed_child() {
     let (server, client) = setup().await;
     let (tx, mut rx) = mpsc::channel(64);
-    let shared = Shared::new(
-        SpeakerConfig {
-            node: "node-a".into(),
-            namespace: NAMESPACE.into(),
-            options: Options::default(),
-            gossip: None,
-            l2: L2Backend::Channel(tx),
-            http: vec!["127.0.0.1:0".parse().expect("addr")],
-            bgp_shutdown_wait: Duration::from_millis(200),
-        },
-        Some(client.clone()),
-    );
-    let (speaker, handle) =
-        ractor::Actor::spawn(Some("node-a/speaker".into()), Speaker, shared.clone())
-            .await
-            .expect("speaker starts");
+    let (speaker, handle, shared) = common::start_speaker(
+        &client,
+        tx,
+        vec!["127.0.0.1:0".parse().expect("addr")],
+        Duration::from_millis(200),
+    )
+    .await;
     let ip: IpAddr = "10.20.0.5".parse().expect("ip");
     match next_command(&mut rx).await {
         Command::Announce { ip: got, .. } => assert_eq!(got, ip),

@@ -11,10 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{create, next_command, resource, setup, wait_list, NAMESPACE, WAIT_MAX};
-use ironlb_actors::decide::Options;
-use ironlb_actors::tree::{
-    BgpMsg, L2Backend, Layer2Msg, SessionMsg, Shared, Speaker, SpeakerConfig, SpeakerMsg,
-};
+use ironlb_actors::tree::{BgpMsg, Layer2Msg, SessionMsg, SpeakerMsg};
 use ironlb_announce::l2::io::driver::Command;
 use kube::api::{Api, DynamicObject};
 use ractor::{ActorCell, ActorRef};
@@ -66,22 +63,8 @@ async fn bgp_sessions_status_and_a_crashed_session() {
     )
     .await;
     let (tx, mut rx) = mpsc::channel(64);
-    let shared = Shared::new(
-        SpeakerConfig {
-            node: "node-a".into(),
-            namespace: NAMESPACE.into(),
-            options: Options::default(),
-            gossip: None,
-            l2: L2Backend::Channel(tx),
-            http: Vec::new(),
-            bgp_shutdown_wait: Duration::from_millis(200),
-        },
-        Some(client.clone()),
-    );
-    let (speaker, handle) =
-        ractor::Actor::spawn(Some("node-a/speaker".into()), Speaker, shared.clone())
-            .await
-            .expect("speaker starts");
+    let (speaker, handle, shared) =
+        common::start_speaker(&client, tx, Vec::new(), Duration::from_millis(200)).await;
     // Layer 2 announces too (the pool has both advertisements).
     assert!(matches!(
         next_command(&mut rx).await,

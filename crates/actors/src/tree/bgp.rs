@@ -16,7 +16,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{Crashes, Protocol, Shared, StatusMsg, TaskSet};
+use super::{stopped_child, Coalesce, Crashes, Protocol, Shared, StatusMsg, TaskSet};
 use crate::bgp::{BgpAction, BgpCore};
 
 /// How long a planned stop may take beyond the GRACEFUL_SHUTDOWN wait (withdraw and Cease).
@@ -73,7 +73,7 @@ pub struct BgpState {
     slots: BTreeMap<String, Slot>,
     crashes: Crashes<String>,
     stopping: bool,
-    reconcile_queued: bool,
+    reconcile: Coalesce,
     metric_series: BTreeSet<(String, IpAddr)>,
 }
 
@@ -99,7 +99,7 @@ impl Actor for Bgp {
             slots: BTreeMap::new(),
             crashes: Crashes::default(),
             stopping: false,
-            reconcile_queued: false,
+            reconcile: Coalesce::default(),
             metric_series: BTreeSet::new(),
         })
     }
@@ -111,25 +111,13 @@ impl Actor for Bgp {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            BgpMsg::Changed => {
-                if !state.reconcile_queued {
-                    state.reconcile_queued = true;
-                    myself.cast(BgpMsg::Reconcile)?;
-                }
-            }
+            BgpMsg::Changed => state.reconcile.signal(&myself, || BgpMsg::Reconcile)?,
             BgpMsg::Reconcile => {
-                state.reconcile_queued = false;
+                state.reconcile.run();
                 if state.stopping {
                     return Ok(());
                 }
-                state
-                    .shared
-                    .metrics
-                    .reconciles
-                    .get_or_create(&crate::metrics::ChildLabels {
-                        child: "bgp".into(),
-                    })
-                    .inc();
+                state.shared.metrics.count_reconcile("bgp");
                 let snapshot = state.shared.snapshot.borrow().clone();
                 let actions = state.core.reconcile(&snapshot);
                 run_actions(&myself, state, actions).await;
@@ -199,10 +187,8 @@ impl Actor for Bgp {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, failure) = match &event {
-            SupervisionEvent::ActorFailed(cell, error) => (cell, Some(error.to_string())),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.clone()),
-            _ => return Ok(()),
+        let Some((cell, failure)) = stopped_child(&event) else {
+            return Ok(());
         };
         let id = cell.get_id();
         let Some(name) = state

@@ -14,11 +14,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
 use super::{
-    L2Backend, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet, HANDOVER_TICK,
+    Coalesce, L2Backend, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet, HANDOVER_TICK,
     INTERFACES_SETTLE,
 };
 use crate::layer2::{Action, Layer2Core};
-use crate::metrics::ChildLabels;
 use crate::model::ServiceKey;
 
 /// Messages of [`Layer2`].
@@ -69,7 +68,7 @@ pub struct Layer2State {
     /// Services an `announceFailed` Event was sent for (until their interfaces show up).
     announce_failed: BTreeSet<ServiceKey>,
     /// A [`Layer2Msg::Reconcile`] is queued: further `Changed` signals add nothing.
-    reconcile_queued: bool,
+    reconcile: Coalesce,
     _driver: TaskSet,
 }
 
@@ -141,7 +140,7 @@ impl Actor for Layer2 {
             metric_series: BTreeSet::new(),
             interfaces: None,
             announce_failed: BTreeSet::new(),
-            reconcile_queued: false,
+            reconcile: Coalesce::default(),
             _driver: TaskSet(tasks),
         })
     }
@@ -153,14 +152,9 @@ impl Actor for Layer2 {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            Layer2Msg::Changed => {
-                if !state.reconcile_queued {
-                    state.reconcile_queued = true;
-                    myself.cast(Layer2Msg::Reconcile)?;
-                }
-            }
+            Layer2Msg::Changed => state.reconcile.signal(&myself, || Layer2Msg::Reconcile)?,
             Layer2Msg::Reconcile => {
-                state.reconcile_queued = false;
+                state.reconcile.run();
                 reconcile(state).await?;
             }
             Layer2Msg::Tick => reconcile(state).await?,
@@ -194,14 +188,7 @@ impl Actor for Layer2 {
 }
 
 async fn reconcile(state: &mut Layer2State) -> Result<(), ActorProcessingErr> {
-    state
-        .shared
-        .metrics
-        .reconciles
-        .get_or_create(&ChildLabels {
-            child: "layer2".into(),
-        })
-        .inc();
+    state.shared.metrics.count_reconcile("layer2");
     if !*state.shared.settled.borrow() {
         return Ok(());
     }

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use super::{
-    Bgp, BgpMsg, ClusterWatch, Crashes, Http, Layer2, Layer2Msg, MembershipActor, MembershipMsg,
-    Role, Shared, StatusMsg, StatusWriter, RESTART_BACKOFF_MAX, STATUS_SHUTDOWN_FLUSH_MAX,
+    stopped_child, Bgp, BgpMsg, ClusterWatch, Crashes, Http, Layer2, Layer2Msg, MembershipActor,
+    MembershipMsg, Role, Shared, StatusMsg, StatusWriter, RESTART_BACKOFF_MAX,
+    STATUS_SHUTDOWN_FLUSH_MAX,
 };
 use crate::metrics::ChildLabels;
 
@@ -172,10 +173,8 @@ impl Actor for Speaker {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, failure) = match &event {
-            SupervisionEvent::ActorFailed(cell, error) => (cell, Some(error.to_string())),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.clone()),
-            _ => return Ok(()),
+        let Some((cell, failure)) = stopped_child(&event) else {
+            return Ok(());
         };
         if state.stopping {
             return Ok(());

@@ -173,3 +173,36 @@ pub(crate) async fn wait_list(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Starts the speaker tree of `node-a` with layer 2 commands on `l2` and health on `http`.
+pub(crate) async fn start_speaker(
+    client: &Client,
+    l2: mpsc::Sender<Command>,
+    http: Vec<std::net::SocketAddr>,
+    bgp_shutdown_wait: Duration,
+) -> (
+    ractor::ActorRef<ironlb_actors::tree::SpeakerMsg>,
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<ironlb_actors::tree::Shared>,
+) {
+    let shared = ironlb_actors::tree::Shared::new(
+        ironlb_actors::tree::SpeakerConfig {
+            node: "node-a".into(),
+            namespace: NAMESPACE.into(),
+            options: ironlb_actors::decide::Options::default(),
+            gossip: None,
+            l2: ironlb_actors::tree::L2Backend::Channel(l2),
+            http,
+            bgp_shutdown_wait,
+        },
+        Some(client.clone()),
+    );
+    let (speaker, handle) = ractor::Actor::spawn(
+        Some("node-a/speaker".into()),
+        ironlb_actors::tree::Speaker,
+        shared.clone(),
+    )
+    .await
+    .expect("speaker starts");
+    (speaker, handle, shared)
+}
