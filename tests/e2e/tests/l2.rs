@@ -183,8 +183,9 @@ fn killed_speaker_is_replaced_and_does_not_take_the_ip_back() {
         .restart(&speaker_name(&owner))
         .expect("restart speaker");
     capture = Capture::start(&mut env.cluster.lab, "return").expect("tcpdump");
-    // Watch for longer than the restarted speaker needs to settle (1 s) and elect.
-    let until = Instant::now() + Duration::from_secs(6);
+    // Watch for longer than the restarted speaker may take to start, settle (--gossip-settle
+    // 1 s, plus at most 4 s waiting for the others' claims) and elect.
+    let until = Instant::now() + Duration::from_secs(12);
     while Instant::now() < until {
         assert_eq!(
             env.arp_answerers(ip),
