@@ -913,6 +913,18 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
             .is_ok_and(|secret| secret.is_some())
     })
     .await;
+    let configuration_states = Api::<DynamicObject>::namespaced_with(
+        admin.clone(),
+        NAMESPACE,
+        &metallb("ConfigurationState", "configurationstates"),
+    );
+    wait_until("ConfigurationState controller written", || async {
+        configuration_states
+            .get("controller")
+            .await
+            .is_ok_and(|state| state.data["status"]["result"] == "Valid")
+    })
+    .await;
     let controller_metrics = families(&controller.render_metrics());
     controller.shutdown().await;
     assert_rbac_is_exact("controller", "ironlb-controller", &recorded);
@@ -1026,6 +1038,32 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
         status_count().await == 2 && speaker_events().await >= 2
     })
     .await;
+    // The speaker's Lease is created, then renewed (an update) every second.
+    let leases =
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin.clone(), NAMESPACE);
+    let lease_version = || async {
+        leases
+            .get_opt("ironlb-speaker-node-a")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|lease| lease.metadata.resource_version)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT_MAX;
+    let mut first_version = None;
+    loop {
+        let version = lease_version().await;
+        match (&first_version, version) {
+            (None, Some(version)) => first_version = Some(version),
+            (Some(first), Some(version)) if *first != version => break,
+            _ => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: Lease ironlb-speaker-node-a renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     while rx.try_recv().is_ok() {}
     let speaker_metrics = families(&http_get(http, "/metrics").await);
     speaker.stop(None);
