@@ -13,6 +13,7 @@ use ironlb_chaos::{
     cbpf, cycles, duplicate_ips, moves_after, root_or_skip, ChaosLab, PortFilters,
     CONVERGENCE_TIMEOUT,
 };
+use ironlb_lab::bench::stats::Figures;
 use ironlb_lab::cluster::{APISERVER, CONTROLLER};
 use ironlb_lab::manifests::ServiceSpec;
 use ironlb_lab::process::Signal;
@@ -64,13 +65,12 @@ fn owner_killed_repeatedly() -> Result<(), LabError> {
             None => panic!("kill {} has no recovery: {outage:?}", index + 1),
         }
     }
-    figures.sort_by(f64::total_cmp);
-    println!(
-        "{cycles} kills of the owner: outage min {:.0} ms, median {:.0} ms, max {:.0} ms (timing is reported, not asserted)",
-        figures.first().copied().unwrap_or(f64::NAN),
-        figures.get(figures.len() / 2).copied().unwrap_or(f64::NAN),
-        figures.last().copied().unwrap_or(f64::NAN)
-    );
+    if let Some(figures) = Figures::of(&figures) {
+        println!(
+            "{cycles} kills of the owner: outage p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, min {:.0} ms (reported, not asserted)",
+            figures.p50_ms, figures.p99_ms, figures.max_ms, figures.min_ms
+        );
+    }
     Ok(())
 }
 
