@@ -1312,7 +1312,20 @@ impl Sim {
         let Some(node) = self.nodes.get(index) else {
             return;
         };
+        // Yielding to a node that just came back (from a pause, a partition or a restart) is
+        // the election's conflict rule, not a false takeover.
+        let now = self.now;
+        let yields_to_returning = self.answerers.get(&ip).is_some_and(|set| {
+            set.iter().any(|other| {
+                *other != index
+                    && self
+                        .nodes
+                        .get(*other)
+                        .is_some_and(|n| n.disturbed_until > now)
+            })
+        });
         if node.api_seen == self.api.revision
+            && !yields_to_returning
             && self.healthy(index)
             && self.is_candidate_for_ip(index, ip)
         {

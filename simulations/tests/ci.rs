@@ -7,13 +7,13 @@ use std::time::Duration;
 use simulations::{replay_command, run_seeds, Overrides};
 
 /// Seeds run by CI (debug build, a few minutes of CPU at most on a busy machine).
-const CI_SEEDS: u64 = 120;
+const CI_SEEDS: u64 = 64;
 
 #[test]
 fn bounded_seed_set_passes() {
     let overrides = Overrides {
-        fault_phase: Some(Duration::from_secs(8)),
-        liveness_phase: Some(Duration::from_secs(12)),
+        fault_phase: Some(Duration::from_secs(6)),
+        liveness_phase: Some(Duration::from_secs(10)),
         ..Overrides::default()
     };
     let summary = run_seeds(10_000, CI_SEEDS, &overrides, 2, false);
