@@ -1441,9 +1441,8 @@ impl Sim {
             self.push(at, Event::Datagram { from, to, bytes });
             return;
         }
-        let bytes = match self.translate(from, to, bytes) {
-            Some(bytes) => bytes,
-            None => return,
+        let Some(bytes) = self.translate(from, to, bytes) else {
+            return;
         };
         self.trace
             .raw(self.now, 1, &[from as u64, to as u64, bytes.len() as u64]);

@@ -194,7 +194,7 @@ pub fn run_seeds(
                 let report = run_seed(seed, overrides, false);
                 let mut reports = reports.lock().unwrap_or_else(PoisonError::into_inner);
                 reports.push(report);
-                if progress && reports.len() % 100 == 0 {
+                if progress && reports.len().is_multiple_of(100) {
                     eprintln!("{} seeds done", reports.len());
                 }
             });

@@ -9,7 +9,7 @@ use simulations::{run_seed, Bug, Fault, Overrides};
 fn first_failure(overrides: &Overrides, seeds: u64) -> Option<(u64, Vec<String>)> {
     (0..seeds).find_map(|seed| {
         let report = run_seed(seed, overrides, false);
-        (!report.passed()).then(|| (seed, report.failures))
+        (!report.passed()).then_some((seed, report.failures))
     })
 }
 
