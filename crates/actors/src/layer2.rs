@@ -188,6 +188,8 @@ impl Layer2Core {
         let mut yields = Vec::new();
         for (key, service) in &snapshot.services {
             let endpoints = snapshot.endpoints.get(key).unwrap_or(&empty);
+            let recovered = self.claims_from_status(service, members, snapshot);
+            let members = recovered.as_ref().unwrap_or(members);
             let mut outcome = decide::layer2(&inputs, service, endpoints, members, false);
             if let (L2Outcome::Announce { .. }, Some(view), Some(now)) =
                 (&outcome, members.as_ref(), now_unix_micros)
@@ -293,6 +295,42 @@ impl Layer2Core {
         self.status = status;
         self.services = services;
         actions
+    }
+
+    /// Claims the API knows and gossip does not (yet): when this node does not announce
+    /// `service` and no member's gossip claims cover its IPs, another node that holds its
+    /// `ServiceL2Status` and is active (not leaving) in gossip is taken to claim them. A node that
+    /// starts while the others' gossip state has not reached it therefore keeps the current
+    /// owner (sticky) instead of electing afresh and taking the IP back. Returns the view with
+    /// those claims added, or `None` when nothing is added.
+    fn claims_from_status(
+        &self,
+        service: &ServiceInfo,
+        members: &Members,
+        snapshot: &Snapshot,
+    ) -> Option<Members> {
+        let view = members.as_ref()?;
+        let holders = snapshot.l2_owners.get(&service.key)?;
+        if service.ips.iter().any(|ip| self.announced.contains_key(ip)) {
+            return None;
+        }
+        let claimed = view
+            .values()
+            .any(|m| m.active && service.ips.iter().any(|ip| m.claims.contains(ip)));
+        if claimed {
+            return None;
+        }
+        let mut recovered = view.clone();
+        let mut added = false;
+        for holder in holders.iter().filter(|h| h.as_str() != self.me) {
+            if let Some(member) = recovered.get_mut(holder) {
+                if member.active && !member.leaving {
+                    member.claims.extend(service.ips.iter().copied());
+                    added = true;
+                }
+            }
+        }
+        added.then_some(Some(recovered))
     }
 
     /// The Services this node owns whose advertisements name interfaces of which none is up
