@@ -361,6 +361,8 @@ pub struct SessionArgs {
 /// Its state. Dropping the handle stops the driver (Cease), so a crashed or stopped session
 /// never lingers.
 pub struct SessionState {
+    shared: Arc<Shared>,
+    name: String,
     handle: PeerHandle,
     routes: watch::Receiver<Routes>,
     _report: TaskSet,
@@ -385,13 +387,15 @@ impl Actor for BgpSession {
         let handle = driver::spawn(config.clone(), Some(shared.metrics.bgp.clone()));
         handle.set_routes(routes.borrow_and_update().clone());
         let report = tokio::spawn(report_status(
-            shared,
-            name,
+            shared.clone(),
+            name.clone(),
             config.peer,
             handle.status(),
             routes.clone(),
         ));
         Ok(SessionState {
+            shared,
+            name,
             handle,
             routes,
             _report: TaskSet(vec![report]),
@@ -407,7 +411,13 @@ impl Actor for BgpSession {
         match message {
             SessionMsg::Routes => {
                 let routes = state.routes.borrow_and_update().clone();
+                let prefixes = routes.len();
                 state.handle.set_routes(routes);
+                state.shared.bgp_sessions.send_modify(|sessions| {
+                    if let Some(view) = sessions.get_mut(&state.name) {
+                        view.prefixes = prefixes;
+                    }
+                });
             }
             SessionMsg::PlannedStop(reply) => {
                 let mut status = state.handle.status();
