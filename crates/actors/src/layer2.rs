@@ -57,16 +57,18 @@ pub const LEASE_FRESH_MAX_MICROS: i64 = 2_500_000;
 /// The partition rule (`decisions.md`: two claims on one IP are resolved deterministically;
 /// gossip cannot see across a partition, the API can). This node announces `service`; another
 /// node that holds a `ServiceL2Status` for it, is not active in this node's gossip view, but
-/// renewed its Lease within [`LEASE_FRESH_MAX_MICROS`] is alive on the other side of a
-/// partition. The side whose gossip sees more alive members keeps the IP; on a tie, the
-/// election order of the first IP. Returns the node this one yields to, if any. A dead node's
-/// Lease goes stale, so a survivor never yields to it; without the API, Leases go stale and the
-/// rule is inactive.
+/// renewed its Lease within [`LEASE_FRESH_MAX_MICROS`] and after this node last saw it in
+/// gossip (`inactive_since`, wall clock) is alive on the other side of a partition. The side whose gossip sees more alive members keeps the IP; on a tie, the
+/// election order of the first IP. Returns the node this one yields to, if any. A dead node
+/// renews nothing after it left this node's view, so a survivor never yields to it (not even
+/// while its last renewal is still fresh); without the API, Leases go stale and the rule is
+/// inactive.
 pub fn partition_winner(
     me: &str,
     service: &ServiceInfo,
     members: &BTreeMap<String, MemberView>,
     snapshot: &Snapshot,
+    inactive_since: &BTreeMap<String, i64>,
     now_unix_micros: i64,
 ) -> Option<String> {
     let owners = snapshot.l2_owners.get(&service.key)?;
@@ -87,8 +89,10 @@ pub fn partition_winner(
         .filter(|node| !members.get(*node).is_some_and(|m| m.active))
         .filter_map(|node| {
             let lease = snapshot.speaker_leases.get(node)?;
+            let since = *inactive_since.get(node)?;
             let age = now_unix_micros.saturating_sub(lease.renewed_unix_micros);
-            (age.abs() <= LEASE_FRESH_MAX_MICROS).then(|| (rank(node, lease.alive_members), node))
+            (age.abs() <= LEASE_FRESH_MAX_MICROS && lease.renewed_unix_micros > since)
+                .then(|| (rank(node, lease.alive_members), node))
         })
         .filter(|(theirs, _)| *theirs < mine)
         .min()
@@ -112,6 +116,8 @@ pub struct ServiceState {
 #[derive(Debug)]
 pub struct Layer2Core {
     me: String,
+    /// When (wall clock, µs) each node not active in gossip was first seen so (partition rule).
+    inactive_since: BTreeMap<String, i64>,
     options: Options,
     announced: BTreeMap<IpAddr, InterfaceSelection>,
     status: BTreeMap<ServiceKey, L2Status>,
@@ -123,6 +129,7 @@ impl Layer2Core {
     pub fn new(me: impl Into<String>, options: Options) -> Self {
         Self {
             me: me.into(),
+            inactive_since: BTreeMap::new(),
             options,
             announced: BTreeMap::new(),
             status: BTreeMap::new(),
@@ -164,6 +171,9 @@ impl Layer2Core {
         let Some(config) = snapshot.config.as_deref() else {
             return Vec::new();
         };
+        if let (Some(view), Some(now)) = (members.as_ref(), now_unix_micros) {
+            self.note_inactive(view, snapshot, now);
+        }
         let inputs = Inputs {
             me: &self.me,
             config,
@@ -194,7 +204,9 @@ impl Layer2Core {
             if let (L2Outcome::Announce { .. }, Some(view), Some(now)) =
                 (&outcome, members.as_ref(), now_unix_micros)
             {
-                if let Some(winner) = partition_winner(&self.me, service, view, snapshot, now) {
+                if let Some(winner) =
+                    partition_winner(&self.me, service, view, snapshot, &self.inactive_since, now)
+                {
                     let already = self
                         .services
                         .get(key)
@@ -295,6 +307,25 @@ impl Layer2Core {
         self.status = status;
         self.services = services;
         actions
+    }
+
+    /// Records when each node that holds a `ServiceL2Status` or is known to gossip was first
+    /// seen inactive; forgets nodes seen active again.
+    fn note_inactive(
+        &mut self,
+        view: &BTreeMap<String, MemberView>,
+        snapshot: &Snapshot,
+        now: i64,
+    ) {
+        let holders = snapshot.l2_owners.values().flatten();
+        let known: BTreeSet<&String> = view.keys().chain(holders).collect();
+        self.inactive_since
+            .retain(|node, _| known.contains(node) && !view.get(node).is_some_and(|m| m.active));
+        for node in known {
+            if node != &self.me && !view.get(node).is_some_and(|m| m.active) {
+                self.inactive_since.entry(node.clone()).or_insert(now);
+            }
+        }
     }
 
     /// Claims the API knows and gossip does not (yet): when this node does not announce

@@ -103,6 +103,14 @@ fn partition_rule_table() {
             None,
         ),
         (
+            "a node killed 2 s ago: its last renewal (2.1 s ago) predates its leaving the view",
+            "node-c",
+            vec![("node-c", true), ("node-a", false), ("node-b", false)],
+            vec!["node-a", "node-c"],
+            vec![("node-a", 2_100_000, 3)],
+            None,
+        ),
+        (
             "a dead owner's Lease is stale: never yield to a corpse",
             "node-c",
             vec![("node-c", true), ("node-a", false), ("node-b", false)],
@@ -152,11 +160,18 @@ fn partition_rule_table() {
         ),
     ];
     for (name, me, view, owners, leases, expected) in cases {
+        // Every node out of the view left it 2 s ago.
+        let since: BTreeMap<String, i64> = view
+            .iter()
+            .filter(|(_, active)| !active)
+            .map(|(name, _)| ((*name).to_owned(), NOW - 2_000_000))
+            .collect();
         let got = partition_winner(
             me,
             &service(),
             &members(&view),
             &snapshot(&owners, &leases),
+            &since,
             NOW,
         );
         assert_eq!(got.as_deref(), expected, "{name}");
