@@ -73,22 +73,14 @@ pub fn start(lab: &mut Lab, node: &str, vip: Ipv4Addr, advert_int_cs: u32) -> Re
         .display()
         .to_string();
     let config_text = config_path.display().to_string();
-    let spec = ProcessSpec::new(
-        &process_name(node),
-        node,
-        KEEPALIVED,
-        &[
-            "--dont-fork",
-            "--log-console",
-            "--vrrp",
-            "--use-file",
-            &config_text,
-            "--pid",
-            &pid,
-            "--vrrp_pid",
-            &vrrp_pid,
-        ],
+    // keepalived refuses to start while its pid files name a live process; after a kill -9 the
+    // files stay and their pids may have been reused by then, so a revival removes them first.
+    // `exec` keeps the pid, so the lab still signals keepalived itself.
+    let script = format!(
+        "rm -f '{pid}' '{vrrp_pid}'; exec {KEEPALIVED} --dont-fork --log-console --vrrp \
+         --use-file '{config_text}' --pid '{pid}' --vrrp_pid '{vrrp_pid}'"
     );
+    let spec = ProcessSpec::new(&process_name(node), node, "/bin/sh", &["-c", &script]);
     lab.spawn(spec)
 }
 

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::Cluster;
 use crate::error::LabError;
 use crate::frr::{Router, RouterOptions};
-use crate::manifests::{self, ServiceSpec, BGP_POOL_V4, UDP_PORT};
+use crate::manifests::{self, ServiceSpec, BGP_CLIENT_ROUTE_V4, UDP_PORT};
 use crate::probe::{ProbeConfig, ProbeLog, ProbeProcess};
 use crate::process::ProcessSpec;
 use crate::topology::{Lab, LabSpec, CLIENT, ROUTER};
@@ -324,7 +324,7 @@ fn run_ironlb_bgp(
             graceful_restart: false,
         },
     )?;
-    cluster.lab.route_client_via_router(BGP_POOL_V4)?;
+    cluster.lab.route_client_via_router(BGP_CLIENT_ROUTE_V4)?;
     cluster.start_controller()?;
     let nodes = cluster.lab.nodes();
     for node in &nodes {
