@@ -1250,7 +1250,15 @@ impl Sim {
                     .answerers
                     .get(&ip)
                     .is_some_and(|set| set.len() == 1 && set.contains(&index));
-                if sole {
+                // Failover is measured only when a successor exists: another running, settled
+                // candidate.
+                let successor = (0..self.speakers).any(|other| {
+                    other != index
+                        && self.nodes[other].running
+                        && self.nodes[other].settled
+                        && self.is_candidate_for_ip(other, ip)
+                });
+                if sole && successor {
                     self.pending_failovers.insert(ip, (index, now));
                 }
             }
@@ -1737,8 +1745,9 @@ impl Sim {
         let now = self.now;
         match fault {
             Fault::Crash => {
-                // Keep at least one speaker up.
-                if self.running_speakers().len() < 2 {
+                // At most a minority is down at once (and one node always runs).
+                let running = self.running_speakers().len();
+                if running < 2 || (running - 1) * 2 < self.speakers {
                     return;
                 }
                 let Some(victim) = self.random_running() else {
@@ -1746,10 +1755,16 @@ impl Sim {
                 };
                 self.trace.line(now, &format!("fault crash node-{victim}"));
                 self.stop(victim, true);
-                if self.rng.random_bool(0.8) {
-                    let at = now + Duration::from_millis(self.rng.random_range(500..10_000));
-                    self.push(at, Event::Restart { node: victim });
-                }
+                // Most restart within seconds; some stay down for up to a minute.
+                let down_ms = if self.rng.random_bool(0.8) {
+                    self.rng.random_range(500..10_000)
+                } else {
+                    self.rng.random_range(10_000..60_000)
+                };
+                self.push(
+                    now + Duration::from_millis(down_ms),
+                    Event::Restart { node: victim },
+                );
             }
             Fault::Pause => {
                 let Some(victim) = self.random_running() else {
