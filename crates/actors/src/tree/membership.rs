@@ -17,6 +17,8 @@ use crate::decide::MemberView;
 pub enum MembershipMsg {
     /// Publish these claims.
     Claims(BTreeSet<IpAddr>),
+    /// The start-up settle is over: stop publishing `leaving` (unless a handover asked for it).
+    Settled,
     /// Publish the leaving flag.
     Leaving(bool),
     /// Announce to these seeds.
@@ -35,6 +37,8 @@ pub struct MembershipActor;
 #[derive(Debug)]
 pub struct MembershipState {
     handle: ironlb_gossip::driver::GossipHandle,
+    /// A handover asked for `leaving`.
+    leaving: bool,
     _tasks: TaskSet,
 }
 
@@ -45,7 +49,7 @@ impl Actor for MembershipActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         shared: Arc<Shared>,
     ) -> Result<Self::State, ActorProcessingErr> {
         let gossip = shared
@@ -94,13 +98,17 @@ impl Actor for MembershipActor {
             handle.clone(),
             shared.clone(),
         ));
-        let settle = tokio::spawn(settle(shared.clone(), gossip.settle));
+        // Until it has settled, this node publishes `leaving`: the others must not elect it
+        // for an orphaned IP while it announces nothing yet.
+        handle.set_leaving(true).await?;
+        let settle = tokio::spawn(settle(myself.clone(), shared.clone(), gossip.settle));
         let driver_task = driver.task;
         let abort_driver = tokio::spawn(async move {
             let _ = driver_task.await;
         });
         Ok(MembershipState {
             handle,
+            leaving: false,
             _tasks: TaskSet(vec![forward, settle, abort_driver]),
         })
     }
@@ -113,7 +121,15 @@ impl Actor for MembershipActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             MembershipMsg::Claims(claims) => state.handle.set_claims(claims).await?,
-            MembershipMsg::Leaving(leaving) => state.handle.set_leaving(leaving).await?,
+            MembershipMsg::Leaving(leaving) => {
+                state.leaving = leaving;
+                state.handle.set_leaving(leaving).await?;
+            }
+            MembershipMsg::Settled => {
+                if !state.leaving {
+                    state.handle.set_leaving(false).await?;
+                }
+            }
             MembershipMsg::Seeds(seeds) => state.handle.join(seeds).await?,
             MembershipMsg::Leave(reply) => {
                 let _ = state.handle.leave().await;
@@ -174,7 +190,7 @@ async fn forward_members(
 /// claims) is known and at least one other member is active (unless the cluster has no other
 /// Node), or after [`SETTLE_EXTRA_MAX`] more at the latest. A restarted node that elected
 /// before knowing the claims would take back an IP another node holds.
-async fn settle(shared: Arc<Shared>, minimum: Duration) {
+async fn settle(myself: ActorRef<MembershipMsg>, shared: Arc<Shared>, minimum: Duration) {
     tokio::time::sleep(minimum).await;
     let deadline = tokio::time::Instant::now() + SETTLE_EXTRA_MAX;
     loop {
@@ -197,6 +213,7 @@ async fn settle(shared: Arc<Shared>, minimum: Duration) {
         tokio::time::sleep(SETTLE_POLL).await;
     }
     shared.settled.send_replace(true);
+    let _ = myself.cast(MembershipMsg::Settled);
     if let Some(layer2) = shared.layer2() {
         let _ = layer2.cast(Layer2Msg::Changed);
     }
