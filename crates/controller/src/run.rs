@@ -370,7 +370,12 @@ fn spawn_watchers(
     tasks.spawn(watch(
         Api::<Service>::all(client.clone()),
         Source::Services,
-        |o| Object::Service(Arc::new(o)),
+        |mut o: Service| {
+            // Nothing reads managedFields; on a real cluster they are most of a Service's
+            // size, and the controller keeps every Service.
+            o.metadata.managed_fields = None;
+            Object::Service(Arc::new(o))
+        },
         tx.clone(),
     ));
     for kind in MetallbKind::ALL {
