@@ -167,6 +167,8 @@ enum TimerKind {
         swim_incarnation: u16,
         remaining: u8,
     },
+    /// Ask the active members whose state we lack for it (see [`STATE_RETRY_FIRST`]).
+    StateCheck,
     /// Ask an owner again for the pages of its pending summary.
     Pull {
         name: NodeName,
@@ -194,6 +196,21 @@ struct Pull {
 
 /// Requests for one owner's pages before giving up (about 10 s with the `lan` profile).
 const PULL_ATTEMPTS_MAX: u32 = 64;
+
+/// How often we look for active members whose state we lack, and the first delay before asking
+/// such a member again. A (re)starting node's one sync request, or its answer, can be lost; without
+/// a retry it learnt a member's claims only from anti-entropy (a random member every
+/// `sync_interval`), after the speaker's settle, and took IPs others held (found by the simulator
+/// with 5% loss). The delay doubles per member up to `sync_interval`, where anti-entropy takes over.
+const STATE_RETRY_FIRST: Duration = Duration::from_millis(200);
+
+/// When to ask a member whose state we lack again.
+#[derive(Debug, Clone)]
+struct StateRetry {
+    id: MemberId,
+    next_at: Instant,
+    delay: Duration,
+}
 
 /// How many times a suspect is told directly (spread over the suspicion timeout).
 const SUSPECT_NOTICES: u8 = 4;
@@ -277,6 +294,8 @@ pub struct Membership {
     local_layout: Option<Layout>,
     /// Pulls of other members' pages in progress, by name.
     pulls: BTreeMap<NodeName, Pull>,
+    /// Active members whose state we lack, asked directly with backoff.
+    state_retries: BTreeMap<NodeName, StateRetry>,
     pull_generation: u64,
     /// The source of the datagram being handled (foca's payload), if any.
     datagram_from: Option<SocketAddr>,
@@ -389,6 +408,7 @@ impl Membership {
             indirect_probe_at: None,
             local_layout: None,
             pulls: BTreeMap::new(),
+            state_retries: BTreeMap::new(),
             pull_generation: 0,
             datagram_from: None,
             announced_incarnation: 0,
@@ -397,6 +417,7 @@ impl Membership {
         };
         let sync_at = now + membership.jitter(membership.config.sync_interval);
         membership.arm(sync_at, TimerKind::Sync);
+        membership.arm(now + STATE_RETRY_FIRST, TimerKind::StateCheck);
         let rejoin_at = now + membership.config.rejoin_interval;
         membership.arm(rejoin_at, TimerKind::Rejoin);
         membership.publish(now);
@@ -716,6 +737,10 @@ impl Membership {
                     self.sync_push();
                     let at = now + self.jitter(self.config.sync_interval);
                     self.arm(at, TimerKind::Sync);
+                }
+                TimerKind::StateCheck => {
+                    self.ask_for_missing_states(now);
+                    self.arm(now + STATE_RETRY_FIRST, TimerKind::StateCheck);
                 }
                 TimerKind::Rejoin => {
                     self.announce_to_seeds(now);
@@ -1309,6 +1334,52 @@ impl Membership {
         }
         let index = (self.rng.next_u64() % active.len() as u64) as usize;
         active.get(index).copied()
+    }
+
+    /// Sends a sync request to every active member whose current life has no state record here
+    /// and whose retry is due; forgets members that are no longer missing.
+    fn ask_for_missing_states(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        let missing: BTreeMap<NodeName, MemberId> = {
+            let shared = self.shared.lock();
+            self.view
+                .values()
+                .filter(|e| e.liveness.is_active() && e.id != self.me)
+                .filter(|e| {
+                    shared
+                        .states
+                        .get(&e.id.name)
+                        .is_none_or(|record| record.member != e.id)
+                })
+                .map(|e| (e.id.name.clone(), e.id.clone()))
+                .collect()
+        };
+        self.state_retries
+            .retain(|name, retry| missing.get(name) == Some(&retry.id));
+        let sync_interval = self.config.sync_interval;
+        let mut due = Vec::new();
+        for (name, id) in missing {
+            // A member seen missing for the first time gets one period for the usual paths (the
+            // join sync, its own broadcast) before we ask.
+            let retry = self
+                .state_retries
+                .entry(name)
+                .or_insert_with(|| StateRetry {
+                    id: id.clone(),
+                    next_at: now + STATE_RETRY_FIRST,
+                    delay: STATE_RETRY_FIRST * 2,
+                });
+            if now >= retry.next_at {
+                due.push(id.addr);
+                retry.next_at = now + retry.delay;
+                retry.delay = (retry.delay * 2).min(sync_interval);
+            }
+        }
+        for to in due {
+            self.send_frame(to, &[wire::KIND_SYNC_REQUEST]);
+        }
     }
 
     fn sync_request(&mut self) {
