@@ -109,8 +109,6 @@ fn owner_link_down_then_up() -> Result<(), LabError> {
 }
 
 #[test]
-#[ignore = "fails: the isolated owner keeps answering ARP while the other nodes elect a new owner \
-            (two ARP owners for as long as the partition lasts); run with --ignored"]
 fn owner_partitioned_from_nodes_but_not_client() -> Result<(), LabError> {
     if !root_or_skip("owner_partitioned_from_nodes_but_not_client") {
         return Ok(());
