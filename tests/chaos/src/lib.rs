@@ -101,8 +101,12 @@ impl ChaosLab {
         command.args(ProbeProcess::args(&ProbeConfig::udp(SocketAddr::new(
             ip, UDP_PORT,
         ))));
-        let probe =
+        let mut probe =
             ProbeProcess::spawn(command).map_err(|error| LabError::Spec(error.to_string()))?;
+        // The Service was just created: the speakers' first election is a cause of moves.
+        probe
+            .mark("service web created")
+            .map_err(|error| LabError::Spec(error.to_string()))?;
         let mut chaos = Self {
             cluster,
             probe: Some(probe),

@@ -294,6 +294,7 @@ fn lossy_lan_no_false_failover() -> Result<(), LabError> {
     // 2% of the frames delivered to every station of the LAN are dropped at the switch. No mark
     // is recorded: any change of owner during the lossy period is a false failover and fails
     // the no-move-without-a-cause invariant.
+    let loss_from_us = chaos.probe()?.latest_us();
     let mut filters = PortFilters::new(&chaos.cluster.lab);
     let program = cbpf::random_permille(20);
     let mut roles = chaos.nodes.clone();
@@ -307,9 +308,11 @@ fn lossy_lan_no_false_failover() -> Result<(), LabError> {
     filters.clear();
     assert!(dropped > 0, "the loss filters dropped nothing");
     let log = chaos.finish()?;
+    // Who answered from the start of the loss on (the owner before it was `owner`).
     let nodes: BTreeSet<String> = log
         .segments()
         .into_iter()
+        .filter(|segment| segment.to_us >= loss_from_us)
         .map(|segment| segment.node)
         .collect();
     let (sent, answered) = log.counts();
