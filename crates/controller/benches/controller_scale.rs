@@ -281,13 +281,21 @@ async fn parent() {
         "metallb-system",
         &ironlb_controller::publish::ip_address_pool_resource(),
     );
-    // Each pool is a /22: 1,024 addresses, 20,480 in all for 10,000 services.
+    // Each pool is a /22: 1,024 addresses, 20,480 in all for 10,000 services. Automatic
+    // assignment fills the pools in name order (as MetalLB's), so a pool that services pin
+    // must not take automatic assignments too, or it fills up before the pinned services get
+    // theirs and they never get an IP (at 10,000 services pool-00 held 1,024 automatic ones).
+    // The first half of the pools takes automatic assignments, the second half pinned ones.
+    let auto_pools = (pools_total / 2).max(1);
     for index in 0..pools_total {
         let object: kube::api::DynamicObject = serde_json::from_value(json!({
             "apiVersion": "metallb.io/v1beta1",
             "kind": "IPAddressPool",
             "metadata": {"name": format!("pool-{index:02}"), "namespace": "metallb-system"},
-            "spec": {"addresses": [format!("10.{}.{}.0/22", 100 + index / 64, (index % 64) * 4)]},
+            "spec": {
+                "addresses": [format!("10.{}.{}.0/22", 100 + index / 64, (index % 64) * 4)],
+                "autoAssign": index < auto_pools,
+            },
         }))
         .expect("pool");
         pools
@@ -310,10 +318,13 @@ async fn parent() {
                         "ports": [{"port": 80, "protocol": "TCP"}],
                     },
                 });
-                // A third of the services pin a pool, the rest are spread automatically.
-                if index % 3 == 0 {
+                // A third of the services pin one of the pinned-only pools, the rest are
+                // spread automatically over the others.
+                let pinned_pools = pools_total.saturating_sub(auto_pools);
+                if index % 3 == 0 && pinned_pools > 0 {
+                    let pool = auto_pools + index % pinned_pools;
                     body["metadata"]["annotations"] =
-                        json!({"metallb.io/address-pool": format!("pool-{:02}", index % pools_total)});
+                        json!({"metallb.io/address-pool": format!("pool-{pool:02}")});
                 }
                 let service: Service = serde_json::from_value(body).expect("service");
                 services
@@ -337,13 +348,25 @@ async fn parent() {
     server.clear_request_log();
     let started = Instant::now();
     let controller = ControllerProcess::spawn(&kubeconfig_path);
-    loop {
-        let count = tokio::time::timeout(Duration::from_secs(300), assigned.recv())
-            .await
-            .expect("cold start did not converge")
-            .expect("assignment watch ended");
-        if count == services_total {
-            break;
+    let mut count = 0;
+    while count < services_total {
+        // No progress for 60 s: a stall, not slowness. Name what is missing rather than wait.
+        match tokio::time::timeout(Duration::from_secs(60), assigned.recv()).await {
+            Ok(Some(now)) => count = now,
+            Ok(None) => panic!("assignment watch ended"),
+            Err(_) => {
+                let missing: Vec<String> = snapshot(&services)
+                    .await
+                    .into_iter()
+                    .filter(|(_, ips)| ips.is_empty())
+                    .map(|(name, _)| name)
+                    .collect();
+                panic!(
+                    "cold start stalled at {count} of {services_total} services with an IP; without one ({}): {:?} (see their Events)",
+                    missing.len(),
+                    missing.iter().take(20).collect::<Vec<_>>()
+                );
+            }
         }
     }
     let cold = started.elapsed();
