@@ -741,6 +741,9 @@ impl Sim {
         );
         self.gossip_input(index, GossipInput::Join(seeds));
         if index < self.speakers {
+            // As the actor tree: until it has settled a speaker publishes `leaving`, so that the
+            // others do not elect it while it announces nothing.
+            self.gossip_input(index, GossipInput::SetLeaving(true));
             let settle_at = self.global(index, local + SETTLE);
             self.push(settle_at, Event::Settle { node: index, life });
             self.schedule_delivery(Subscriber::Node(index));
@@ -768,7 +771,11 @@ impl Sim {
         let others_expected = self.speakers > 1;
         if (missing == 0 && (others_active || !others_expected)) || now >= deadline {
             node.settled = true;
+            let draining = node.leaving.is_some();
             self.trace.line(now, &format!("node-{index} settled"));
+            if !draining {
+                self.gossip_input(index, GossipInput::SetLeaving(false));
+            }
             self.request_reconcile(index);
         } else {
             self.push(now + SETTLE_POLL, Event::Settle { node: index, life });
