@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args as ClapArgs, ValueEnum};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// Flags of `ironlb controller`.
 #[derive(Debug, ClapArgs)]
@@ -93,20 +92,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let client = match &args.kubeconfig {
-            Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path)
-                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-                let config =
-                    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                        .await
-                        .with_context(|| format!("loading kubeconfig {}", path.display()))?;
-                kube::Client::try_from(config).context("building the API client")?
-            }
-            None => kube::Client::try_default()
-                .await
-                .context("inferring the API client configuration")?,
-        };
+        let client = super::kube_client(args.kubeconfig.as_deref()).await?;
         let options = ironlb_controller::Options {
             namespace: args.namespace,
             load_balancer_class: (!args.lb_class.is_empty()).then_some(args.lb_class),

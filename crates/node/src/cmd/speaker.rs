@@ -12,7 +12,6 @@ use ironlb_actors::decide::Options;
 use ironlb_actors::tree::{
     self, GossipSettings, L2Backend, Shared, Speaker, SpeakerConfig, SpeakerMsg,
 };
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// Flags of `ironlb speaker`.
 #[derive(Debug, ClapArgs)]
@@ -93,20 +92,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let client = match &args.kubeconfig {
-            Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path)
-                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-                let config =
-                    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                        .await
-                        .with_context(|| format!("loading kubeconfig {}", path.display()))?;
-                kube::Client::try_from(config).context("building the API client")?
-            }
-            None => kube::Client::try_default()
-                .await
-                .context("inferring the API client configuration")?,
-        };
+        let client = super::kube_client(args.kubeconfig.as_deref()).await?;
         let gossip = if args.ml_bind_addr.is_empty() {
             tracing::warn!("not starting fast dead node detection: --ml-bindaddr is empty");
             None

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// Flags of `ironlb status`.
 #[derive(Debug, ClapArgs)]
@@ -32,20 +31,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let client = match &args.kubeconfig {
-            Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path)
-                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-                let config =
-                    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                        .await
-                        .with_context(|| format!("loading kubeconfig {}", path.display()))?;
-                kube::Client::try_from(config).context("building the API client")?
-            }
-            None => kube::Client::try_default()
-                .await
-                .context("inferring the API client configuration")?,
-        };
+        let client = super::kube_client(args.kubeconfig.as_deref()).await?;
         let inputs = ironlb_actors::status::collect(client, &args.namespace, args.gossip)
             .await
             .context("ironlb status")?;
