@@ -62,6 +62,9 @@ pub struct SpeakerMetrics {
     pub layer2: L2Metrics,
     /// The BGP and BFD session metrics (`metallb_bgp_*`, `metallb_bfd_*`).
     pub bgp: BgpDriverMetrics,
+    /// The gossip membership metrics (`ironlb_gossip_*`), shared by every life of the
+    /// `Membership` actor.
+    pub gossip: ironlb_gossip::GossipMetrics,
     ready: AtomicBool,
 }
 
@@ -122,6 +125,7 @@ impl SpeakerMetrics {
         self.layer2.register(&mut registry);
         self.bgp.bgp.register_into(&mut registry);
         self.bgp.bfd.register_into(&mut registry);
+        self.gossip.register(&mut registry);
         registry
     }
 

@@ -429,6 +429,12 @@ impl Membership {
         &self.me
     }
 
+    /// Records into `metrics` from now on: a registry's instance that outlives this member (the
+    /// speaker registers one set and keeps it across restarts of its membership).
+    pub fn use_metrics(&mut self, metrics: GossipMetrics) {
+        self.metrics = metrics;
+    }
+
     /// The metrics of this member; register them with [`GossipMetrics::register`].
     pub fn metrics(&self) -> &GossipMetrics {
         &self.metrics

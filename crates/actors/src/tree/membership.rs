@@ -68,13 +68,14 @@ impl Actor for MembershipActor {
             gossip.advertise,
         );
         let config = ironlb_gossip::Config::lan(gossip.cluster.clone());
-        let membership = Membership::new(
+        let mut membership = Membership::new(
             config,
             me,
             keyring,
             ironlb_gossip::driver::os_seed(),
             Instant::now(),
         )?;
+        membership.use_metrics(shared.metrics.gossip.clone());
         let mut seeds = gossip.seeds.clone();
         seeds.extend(
             shared
