@@ -31,6 +31,9 @@ pub const REPORTING_CONTROLLER: &str = "metallb-controller";
 pub const STATUS_WRITES_IN_FLIGHT_MAX: usize = 32;
 /// Event publications in flight at once.
 pub const EVENTS_IN_FLIGHT_MAX: usize = 8;
+/// Events one kube-rs `Recorder` publishes before it is replaced by a fresh one (its cache of
+/// published events, used to aggregate repeats into a series, holds at most this many).
+pub const RECORDER_EVENTS_MAX: usize = 1024;
 /// The first retry delay after a failed write.
 pub const RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
 /// The longest retry delay.
@@ -223,15 +226,22 @@ pub async fn run_event_publisher(
     mut events: mpsc::Receiver<ServiceEvent>,
     instance: Option<String>,
 ) {
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: REPORTING_CONTROLLER.into(),
-            instance,
-        },
-    );
+    let reporter = Reporter {
+        controller: REPORTING_CONTROLLER.into(),
+        instance,
+    };
+    let mut recorder = Recorder::new(client.clone(), reporter.clone());
+    let mut published_by_recorder = 0usize;
     let mut tasks = JoinSet::new();
     loop {
+        // kube-rs's Recorder keeps every event it published for 6 minutes (to turn repeats
+        // into a series) and scans them all on each publication: at 10,000 Services that is
+        // ~18 MB and quadratic work. A fresh one every RECORDER_EVENTS_MAX events bounds both,
+        // as client-go's bounded LRU of events does; a repeat after a renewal is a new Event.
+        if published_by_recorder >= RECORDER_EVENTS_MAX {
+            recorder = Recorder::new(client.clone(), reporter.clone());
+            published_by_recorder = 0;
+        }
         while tasks.len() >= EVENTS_IN_FLIGHT_MAX {
             let _ = tasks.join_next().await;
         }
@@ -240,6 +250,7 @@ pub async fn run_event_publisher(
             return;
         };
         let recorder = recorder.clone();
+        published_by_recorder += 1;
         tasks.spawn(async move { publish_event(&recorder, &event).await });
         while tasks.try_join_next().is_some() {}
     }
