@@ -33,3 +33,16 @@ for tool in cargo kubectl; do
     exit 1
   fi
 done
+
+# scripts/test.sh runs `cargo fmt` and `cargo clippy`: add the components where rustup manages Rust.
+for component in rustfmt clippy; do
+  sub=${component/rustfmt/fmt}
+  if ! cargo "$sub" --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null; then
+      rustup component add "$component"
+    else
+      echo "install-deps: 'cargo $sub' is missing (install the $component component)" >&2
+      exit 1
+    fi
+  fi
+done
