@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use ironlb_lab::cluster::{speaker_name, Cluster, APISERVER, CONTROLLER};
 use ironlb_lab::frr::{Router, RouterOptions};
 use ironlb_lab::manifests::{
-    bgp_config_peers, l2_config, BGP_CLIENT_ROUTE_V4, BGP_CLIENT_ROUTE_V6,
+    bgp_config_peers, l2_config, BGP_CLIENT_ROUTE_V4, BGP_CLIENT_ROUTE_V6, HTTP_PORT,
 };
-use ironlb_lab::observe::{arping_macs, node_macs};
+use ironlb_lab::observe::{arping_macs, curl, node_macs};
 use ironlb_lab::topology::{
-    is_root, missing_tools, Lab, LabSpec, ROUTER, TOOLS_BASE, TOOLS_BGP, TOOLS_L2,
+    is_root, missing_tools, Lab, LabSpec, CLIENT, ROUTER, TOOLS_BASE, TOOLS_BGP, TOOLS_L2,
 };
 use ironlb_lab::LabError;
 
@@ -263,6 +263,24 @@ impl Env {
     /// Where the logs are (for failure messages).
     pub fn logs(&self) -> String {
         self.cluster.lab.dir().display().to_string()
+    }
+
+    /// Waits until the client's `curl` of `ip` is answered by `node`'s backend (the kube-proxy
+    /// stand-in delivers locally on the node that got the packet).
+    pub fn wait_curl_answered_by(&self, ip: IpAddr, node: &str) {
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let body = curl(self.lab(), CLIENT, ip, HTTP_PORT, Duration::from_secs(2));
+            if body.as_deref() == Some(node) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "curl {ip} answered {body:?}, want {node}; logs in {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The nodes whose MACs answer the client's `arping` for `ip` (3 requests), sorted and

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use ironlb_e2e::{require_lab, Env, EnvSpec, CONVERGE_TIMEOUT};
 use ironlb_lab::cluster::speaker_name;
-use ironlb_lab::manifests::{ServiceSpec, HTTP_PORT};
-use ironlb_lab::observe::{curl, Capture};
+use ironlb_lab::manifests::ServiceSpec;
+use ironlb_lab::observe::Capture;
 use ironlb_lab::process::Signal;
-use ironlb_lab::topology::CLIENT;
 
 fn all_nodes(env: &Env) -> Vec<String> {
     env.lab().nodes()
@@ -26,24 +25,6 @@ fn in_range(ip: IpAddr) -> bool {
     }
 }
 
-/// The client reaches `ip` over HTTP and the owner's backend answers (the kube-proxy stand-in
-/// delivers locally on the node that got the packet).
-fn assert_curl_answered_by(env: &Env, ip: IpAddr, node: &str) {
-    let deadline = Instant::now() + CONVERGE_TIMEOUT;
-    loop {
-        let body = curl(env.lab(), CLIENT, ip, HTTP_PORT, Duration::from_secs(2));
-        if body.as_deref() == Some(node) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "curl {ip} answered {body:?}, want {node}; logs in {}",
-            env.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn service_gets_one_owner_that_answers_arp_and_http() {
     require_lab!(false);
@@ -55,7 +36,7 @@ fn service_gets_one_owner_that_answers_arp_and_http() {
         .expect("service");
     assert!(in_range(ip), "{ip} comes from the tutorial's range");
     let owner = env.wait_single_owner("web", ip);
-    assert_curl_answered_by(&env, ip, &owner);
+    env.wait_curl_answered_by(ip, &owner);
     // Still exactly one answerer a moment later (no flapping, no second announcer).
     assert_eq!(env.arp_answerers(ip), vec![owner.clone()]);
     let text = env
@@ -76,7 +57,7 @@ fn local_traffic_policy_announces_only_from_nodes_with_endpoints() {
         .create_service(&spec, &["node2".to_owned()])
         .expect("service");
     assert_eq!(env.wait_single_owner("local", ip), "node2");
-    assert_curl_answered_by(&env, ip, "node2");
+    env.wait_curl_answered_by(ip, "node2");
     // The endpoint moves to node3: so does the IP (node2 has no endpoint left).
     env.cluster
         .set_endpoints(&spec, &["node3".to_owned()])
@@ -85,7 +66,7 @@ fn local_traffic_policy_announces_only_from_nodes_with_endpoints() {
         env.wait_single_owner_not("local", ip, Some("node2")),
         "node3"
     );
-    assert_curl_answered_by(&env, ip, "node3");
+    env.wait_curl_answered_by(ip, "node3");
 }
 
 #[test]
@@ -175,7 +156,7 @@ fn killed_speaker_is_replaced_and_does_not_take_the_ip_back() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_curl_answered_by(&env, ip, &successor);
+    env.wait_curl_answered_by(ip, &successor);
 
     // The old owner's speaker comes back: ownership is sticky, it must not take the IP back.
     env.cluster
@@ -255,7 +236,7 @@ fn sigterm_hands_over_without_a_gap_in_arp_answers() {
         env.logs()
     );
     let successor = env.wait_takeover("web", ip, &owner);
-    assert_curl_answered_by(&env, ip, &successor);
+    env.wait_curl_answered_by(ip, &successor);
     // A node that hands over on purpose deletes its ServiceL2Status before it exits.
     env.wait_status("web", &[successor.as_str()]);
 }
@@ -289,7 +270,7 @@ fn without_the_api_server_announcements_and_failover_continue() {
             env.logs()
         );
     };
-    assert_curl_answered_by(&env, ip, &successor);
+    env.wait_curl_answered_by(ip, &successor);
     // And a second node's death too: the last node takes it.
     env.cluster.lab.kill_node(&successor).expect("kill node");
     let last = env
@@ -306,5 +287,5 @@ fn without_the_api_server_announcements_and_failover_continue() {
             env.logs()
         );
     }
-    assert_curl_answered_by(&env, ip, &last);
+    env.wait_curl_answered_by(ip, &last);
 }

@@ -7,24 +7,7 @@ use std::time::{Duration, Instant};
 
 use ironlb_e2e::{require_lab, Env, EnvSpec, CONVERGE_TIMEOUT};
 use ironlb_lab::manifests::{Family, ServiceSpec, HTTP_PORT, UDP_PORT};
-use ironlb_lab::observe::{curl, ndisc6_mac};
-use ironlb_lab::topology::CLIENT;
-
-fn curl_until(env: &Env, ip: IpAddr, node: &str) {
-    let deadline = Instant::now() + CONVERGE_TIMEOUT;
-    loop {
-        let body = curl(env.lab(), CLIENT, ip, HTTP_PORT, Duration::from_secs(2));
-        if body.as_deref() == Some(node) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "curl {ip} answered {body:?}, want {node}; logs in {}",
-            env.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use ironlb_lab::observe::ndisc6_mac;
 
 #[test]
 fn ipv6_service_is_resolved_by_ndp_to_its_single_owner() {
@@ -54,7 +37,7 @@ fn ipv6_service_is_resolved_by_ndp_to_its_single_owner() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    curl_until(&env, ip, &owner);
+    env.wait_curl_answered_by(ip, &owner);
 }
 
 #[test]
@@ -107,7 +90,7 @@ spec:
         owner,
         "one node announces a shared IP for every Service on it"
     );
-    curl_until(&env, shared, &owner);
+    env.wait_curl_answered_by(shared, &owner);
 
     // The pool annotation picks the pool.
     let pinned_spec =
@@ -127,7 +110,7 @@ spec:
         IpAddr::V6(_) => panic!("{pinned} is not IPv4"),
     }
     let pinned_owner = env.wait_single_owner("pinned", pinned);
-    curl_until(&env, pinned, &pinned_owner);
+    env.wait_curl_answered_by(pinned, &pinned_owner);
 
     // A controller restart changes no IP: once a Service created after the restart has its
     // IP (the new controller has synced), the others still have theirs.
