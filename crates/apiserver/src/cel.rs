@@ -1,7 +1,8 @@
 //! CEL `x-kubernetes-validations` on custom resources (reference §6.11): compiled when a CRD
 //! is registered (a rule that does not compile, or uses a function this stand-in does not
 //! provide, refuses the CRD), evaluated with `self` (and `oldSelf` on updates; transition rules
-//! are skipped on create) on every write.
+//! are skipped on create) on every write. The functions beyond CEL's standard library, and the
+//! list of what a rule may call, live in `cel_k8s`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,39 +10,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::cel_k8s;
 use crate::error::Cause;
-
-/// Functions and operators the evaluator provides: CEL's standard library as implemented by
-/// the `cel` crate, which covers the Kubernetes functions the shipped CRDs use (`has`, `size`,
-/// `duration(…).getSeconds()/getMilliseconds()`, equality).
-const SUPPORTED_FUNCTIONS: &[&str] = &[
-    "has",
-    "size",
-    "duration",
-    "timestamp",
-    "getSeconds",
-    "getMilliseconds",
-    "getMinutes",
-    "getHours",
-    "contains",
-    "startsWith",
-    "endsWith",
-    "matches",
-    "exists",
-    "all",
-    "exists_one",
-    "map",
-    "filter",
-    "int",
-    "uint",
-    "double",
-    "string",
-    "bool",
-    "bytes",
-    "type",
-    "max",
-    "min",
-];
 
 /// Where a rule sits in the schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +28,7 @@ struct Rule {
     reason: Option<String>,
     transition: bool,
     program: Arc<cel::Program>,
+    env: Arc<cel::Env>,
 }
 
 impl fmt::Debug for Rule {
@@ -119,7 +90,7 @@ impl CompiledRules {
                 if rule.transition && old_value.is_none() {
                     continue;
                 }
-                let mut context = cel::Context::default();
+                let mut context = cel::Context::with_env(Arc::clone(&rule.env));
                 context.add_variable_from_value("self", to_cel(value));
                 if let Some(old_value) = old_value {
                     context.add_variable_from_value("oldSelf", to_cel(old_value));
@@ -177,47 +148,23 @@ fn collect(
             });
             continue;
         };
-        match cel::Program::compile(source) {
-            Ok(program) => {
-                let references = program.references();
-                let unsupported: Vec<String> = references
-                    .functions()
-                    .into_iter()
-                    .filter(|name| {
-                        !(name.starts_with('_')
-                            || name.starts_with('@')
-                            || name.starts_with('!')
-                            || SUPPORTED_FUNCTIONS.contains(name))
-                    })
-                    .map(str::to_string)
-                    .collect();
-                let unknown_variables: Vec<String> = references
-                    .variables()
-                    .into_iter()
-                    .filter(|name| !matches!(*name, "self" | "oldSelf"))
-                    .map(str::to_string)
-                    .collect();
-                if !unsupported.is_empty() || !unknown_variables.is_empty() {
-                    let mut detail = Vec::new();
-                    if !unsupported.is_empty() {
-                        detail.push(format!(
-                            "unsupported function(s): {}",
-                            unsupported.join(", ")
-                        ));
-                    }
-                    if !unknown_variables.is_empty() {
-                        detail.push(format!(
-                            "undeclared reference(s): {}",
-                            unknown_variables.join(", ")
-                        ));
-                    }
+        let compiled = cel_k8s::env().and_then(|env| {
+            env.compile(source)
+                .map_err(|error| error.to_string())
+                .map(|program| (env, program))
+        });
+        match compiled {
+            Ok((env, program)) => {
+                let unsupported = cel_k8s::unsupported_calls(program.expression());
+                if !unsupported.is_empty() {
                     errors.push(RuleError {
                         path: path.to_string(),
                         rule: source.to_string(),
-                        detail: detail.join("; "),
+                        detail: unsupported.join("; "),
                     });
                     continue;
                 }
+                let references = program.references();
                 let transition = references.has_variable("oldSelf");
                 rules.push(Rule {
                     steps: steps.clone(),
@@ -232,12 +179,13 @@ fn collect(
                         .map(str::to_string),
                     transition,
                     program: Arc::new(program),
+                    env,
                 });
             }
-            Err(error) => errors.push(RuleError {
+            Err(detail) => errors.push(RuleError {
                 path: path.to_string(),
                 rule: source.to_string(),
-                detail: error.to_string(),
+                detail,
             }),
         }
     }
@@ -429,7 +377,12 @@ mod tests {
 
     #[test]
     fn uncompilable_rules_are_refused() {
-        for rule in ["self.a ==", "isCIDR(self.t)", "foo == 1"] {
+        for rule in [
+            "self.a ==",
+            "quantity(self.t).isInteger()",
+            "foo == 1",
+            "self.t.reverse() == 'a'",
+        ] {
             let result = CompiledRules::compile(&schema(rule));
             assert!(result.is_err(), "{rule} should be refused");
         }

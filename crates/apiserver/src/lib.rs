@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 mod api;
 mod builtin;
 mod cel;
+mod cel_k8s;
 mod controllers;
 mod error;
 mod events;
