@@ -6,8 +6,8 @@
 //! small change signals, so a mailbox never holds more than a few of them per change and a
 //! burst of watch events coalesces into one reconcile.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -252,6 +252,36 @@ fn stopped_child(event: &SupervisionEvent) -> Option<(&ActorCell, Option<String>
         SupervisionEvent::ActorTerminated(cell, _, reason) => Some((cell, reason.clone())),
         _ => None,
     }
+}
+
+/// Publishes what an announcer holds after it ran its actions: the `(service, ip)` pairs that
+/// `announced_ips` picks from each Service go to the `metallb_speaker_announced` series of
+/// `protocol` (`metric_series` holds the pairs set last time), and the per-Service state goes to
+/// `cell` (for `ironlb status` and tests).
+fn publish_announced<'a, S, F, I>(
+    shared: &Shared,
+    protocol: &str,
+    services: &'a BTreeMap<ServiceKey, S>,
+    announced_ips: F,
+    cell: &watch::Sender<BTreeMap<ServiceKey, S>>,
+    metric_series: &mut BTreeSet<(String, IpAddr)>,
+) where
+    S: Clone,
+    F: Fn(&'a S) -> I,
+    I: IntoIterator<Item = &'a IpAddr>,
+{
+    let announced = services
+        .iter()
+        .flat_map(|(key, service)| {
+            announced_ips(service)
+                .into_iter()
+                .map(move |ip| (key.to_string(), *ip))
+        })
+        .collect();
+    shared
+        .metrics
+        .replace_announced(protocol, &shared.config.node, announced, metric_series);
+    cell.send_replace(services.clone());
 }
 
 /// Coalesces change signals: the first signal queues one reconcile message behind whatever is

@@ -16,7 +16,9 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{stopped_child, Coalesce, Crashes, Protocol, Shared, StatusMsg, TaskSet};
+use super::{
+    publish_announced, stopped_child, Coalesce, Crashes, Protocol, Shared, StatusMsg, TaskSet,
+};
 use crate::bgp::{BgpAction, BgpCore};
 
 /// How long a planned stop may take beyond the GRACEFUL_SHUTDOWN wait (withdraw and Cease).
@@ -312,24 +314,19 @@ async fn run_actions(myself: &ActorRef<BgpMsg>, state: &mut BgpState, actions: V
             BgpAction::Stop { .. } | BgpAction::Start { .. } | BgpAction::Routes { .. } => {}
         }
     }
-    let mut announced = BTreeSet::new();
-    for (key, service) in state.core.services() {
-        if !service.peers.is_empty() {
-            for ip in &service.ips {
-                announced.insert((key.to_string(), *ip));
-            }
-        }
-    }
-    state.shared.metrics.replace_announced(
+    publish_announced(
+        &state.shared,
         "bgp",
-        &state.shared.config.node,
-        announced,
+        state.core.services(),
+        |service| {
+            service
+                .ips
+                .iter()
+                .filter(move |_| !service.peers.is_empty())
+        },
+        &state.shared.bgp_services,
         &mut state.metric_series,
     );
-    state
-        .shared
-        .bgp_services
-        .send_replace(state.core.services().clone());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
 use super::{
-    Coalesce, L2Backend, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet, HANDOVER_TICK,
-    INTERFACES_SETTLE,
+    publish_announced, Coalesce, L2Backend, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet,
+    HANDOVER_TICK, INTERFACES_SETTLE,
 };
 use crate::layer2::{Action, Layer2Core};
 use crate::model::ServiceKey;
@@ -265,26 +265,20 @@ async fn run_actions(
             Action::Announce { .. } | Action::Withdraw { .. } => {}
         }
     }
-    let mut announced = BTreeSet::new();
-    for (key, service) in state.core.services() {
-        if service.announced {
-            for ip in &service.ips {
-                if state.core.announced().contains_key(ip) {
-                    announced.insert((key.to_string(), *ip));
-                }
-            }
-        }
-    }
-    state.shared.metrics.replace_announced(
+    let core = &state.core;
+    publish_announced(
+        &state.shared,
         "layer2",
-        &state.shared.config.node,
-        announced,
+        core.services(),
+        |service| {
+            service
+                .ips
+                .iter()
+                .filter(move |ip| service.announced && core.announced().contains_key(ip))
+        },
+        &state.shared.services,
         &mut state.metric_series,
     );
-    state
-        .shared
-        .services
-        .send_replace(state.core.services().clone());
     check_interfaces(state);
     Ok(())
 }
