@@ -1400,3 +1400,88 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod provided {
+    use super::*;
+
+    /// One expression per allowed function that evaluates to `true`: every name the call check
+    /// lets through is really provided.
+    const EVERY_FUNCTION: &[&str] = &[
+        "size('abc') == 3 && 'abc'.size() == 3",
+        "int('7') == 7 && uint(7) == 7u && double(1) == 1.0",
+        "string(1) == '1' && bool('true') && bytes('a') == b'a'",
+        "dyn(1) == 1 && type(1) == int",
+        "duration('1m').getSeconds() == 60 && duration('1500ms').getMilliseconds() == 1500",
+        "duration('2h').getHours() == 2 && duration('3m').getMinutes() == 3",
+        "timestamp('2024-02-03T04:05:06Z').getFullYear() == 2024",
+        "timestamp('2024-02-03T04:05:06Z').getMonth() == 1",
+        "timestamp('2024-02-03T04:05:06Z').getDate() == 3",
+        "timestamp('2024-02-03T04:05:06Z').getDayOfMonth() == 2",
+        "timestamp('2024-02-03T04:05:06Z').getDayOfWeek() == 6",
+        "timestamp('2024-02-03T04:05:06Z').getDayOfYear() == 33",
+        "timestamp('2024-02-03T04:05:06Z').getHours() == 4",
+        "timestamp('2024-02-03T04:05:06Z').getMinutes() == 5",
+        "timestamp('2024-02-03T04:05:06Z').getSeconds() == 6",
+        "timestamp('2024-02-03T04:05:06.007Z').getMilliseconds() == 7",
+        "matches('abc', '^a') && 'abc'.matches('c$')",
+        "'abc'.contains('b') && 'abc'.startsWith('a') && 'abc'.endsWith('c')",
+        "!optional.none().hasValue() && optional.of(1).value() == 1",
+        "!optional.ofNonZeroValue(0).hasValue()",
+        "optional.none().or(optional.of(2)).value() == 2 && optional.none().orValue(3) == 3",
+        "'abc'.charAt(0) == 'a' && 'abc'.indexOf('c') == 2 && 'abca'.lastIndexOf('a') == 3",
+        "'A'.lowerAscii() == 'a' && 'a'.upperAscii() == 'A' && ' a '.trim() == 'a'",
+        "'aa'.replace('a', 'b') == 'bb' && 'a,b'.split(',') == ['a', 'b']",
+        "'abc'.substring(1) == 'bc' && ['a', 'b'].join('') == 'ab'",
+        "'%s-%d'.format(['a', 1]) == 'a-1' && strings.quote('a') == '\"a\"'",
+        "[1, 2].isSorted() && [1, 2].sum() == 3 && [1, 2].min() == 1 && [1, 2].max() == 2",
+        "[1, 2].indexOf(2) == 1 && [2, 2].lastIndexOf(2) == 1",
+        "'a1'.find('[0-9]') == '1' && 'a1b2'.findAll('[0-9]') == ['1', '2']",
+        "sets.contains([1], [1]) && sets.equivalent([1], [1]) && sets.intersects([1], [1])",
+        "isIP('::1') && ip('::1').family() == 6 && ip.isCanonical('::1')",
+        "ip('::').isUnspecified() && ip('::1').isLoopback() && ip('ff02::1').isLinkLocalMulticast()",
+        "ip('fe80::1').isLinkLocalUnicast() && ip('2001:db8::1').isGlobalUnicast()",
+        "isCIDR('10.0.0.0/8') && cidr('10.0.0.0/8').containsIP('10.1.1.1')",
+        "cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16') && cidr('10.0.0.1/8').ip() == ip('10.0.0.1')",
+        "cidr('10.0.0.1/8').masked().prefixLength() == 8",
+    ];
+
+    #[test]
+    fn every_allowed_function_is_provided() {
+        let env = env().unwrap_or_else(|e| panic!("{e}"));
+        let mut called = Vec::new();
+        for source in EVERY_FUNCTION {
+            let program = env
+                .compile(source)
+                .unwrap_or_else(|e| panic!("{source}: {e}"));
+            assert!(
+                unsupported_calls(program.expression()).is_empty(),
+                "{source}: {:?}",
+                unsupported_calls(program.expression())
+            );
+            let result = program.execute(&cel::Context::with_env(Arc::clone(&env)));
+            assert_eq!(result, Ok(cel::Value::Bool(true)), "{source}");
+            called.extend(
+                program
+                    .references()
+                    .functions()
+                    .into_iter()
+                    .map(str::to_string),
+            );
+            called.extend(
+                program
+                    .references()
+                    .variables()
+                    .into_iter()
+                    .map(str::to_string),
+            );
+        }
+        for name in GLOBAL_FUNCTIONS.iter().chain(MEMBER_FUNCTIONS) {
+            let last = name.rsplit('.').next().unwrap_or(name);
+            assert!(
+                called.iter().any(|c| c == last),
+                "{name} is allowed but no test calls it"
+            );
+        }
+    }
+}
