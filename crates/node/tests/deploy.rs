@@ -685,6 +685,21 @@ fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> T {
     serde_json::from_value(value).unwrap_or_else(|error| panic!("test object: {error}"))
 }
 
+/// The objects of the metallb.io `resource` in [`NAMESPACE`], through `client`.
+fn metallb_api(client: &kube::Client, resource: &ApiResource) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), NAMESPACE, resource)
+}
+
+/// Creates `object` through `api`; a refusal fails the test with `what` and the error.
+async fn create<K>(api: &Api<K>, what: &str, object: Value)
+where
+    K: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), &from_json::<K>(object))
+        .await
+        .unwrap_or_else(|error| panic!("{what}: {error}"));
+}
+
 async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -759,80 +774,64 @@ fn assert_documented(component: &str, exported: &BTreeSet<String>) {
 async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
     let handle = common::stand_in_with_crds().await;
     let admin = client_for(handle.addr());
-    let pp = PostParams::default();
-    Api::<Namespace>::all(admin.clone())
-        .create(&pp, &from_json(json!({"metadata": {"name": NAMESPACE}})))
-        .await
-        .unwrap_or_else(|error| panic!("namespace: {error}"));
-    Api::<Node>::all(admin.clone())
-        .create(&pp, &from_json(json!({"metadata": {"name": "node-a"}})))
-        .await
-        .unwrap_or_else(|error| panic!("node: {error}"));
-    let pools = Api::<DynamicObject>::namespaced_with(
-        admin.clone(),
-        NAMESPACE,
-        &metallb("IPAddressPool", "ipaddresspools"),
-    );
-    pools
-        .create(
-            &pp,
-            &from_json(json!({
-                "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
-                "metadata": {"name": "pool-a"},
-                "spec": {"addresses": ["10.20.0.0/24"]}
-            })),
-        )
-        .await
-        .unwrap_or_else(|error| panic!("pool: {error}"));
-    Api::<DynamicObject>::namespaced_with(
-        admin.clone(),
-        NAMESPACE,
-        &metallb("L2Advertisement", "l2advertisements"),
+    create(
+        &Api::<Namespace>::all(admin.clone()),
+        "namespace",
+        json!({"metadata": {"name": NAMESPACE}}),
     )
-    .create(
-        &pp,
-        &from_json(json!({
+    .await;
+    create(
+        &Api::<Node>::all(admin.clone()),
+        "node",
+        json!({"metadata": {"name": "node-a"}}),
+    )
+    .await;
+    let pools = metallb_api(&admin, &metallb("IPAddressPool", "ipaddresspools"));
+    create(
+        &pools,
+        "pool",
+        json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": "pool-a"},
+            "spec": {"addresses": ["10.20.0.0/24"]}
+        }),
+    )
+    .await;
+    create(
+        &metallb_api(&admin, &metallb("L2Advertisement", "l2advertisements")),
+        "l2 advertisement",
+        json!({
             "apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
             "metadata": {"name": "l2"}, "spec": {"ipAddressPools": ["pool-a"]}
-        })),
+        }),
     )
-    .await
-    .unwrap_or_else(|error| panic!("l2 advertisement: {error}"));
+    .await;
     // BGP too: a peer on a closed loopback port (the session never comes up, which does not
     // matter here) and an advertisement, so that the speaker writes ServiceBGPStatus.
-    Api::<DynamicObject>::namespaced_with(
-        admin.clone(),
-        NAMESPACE,
-        &ApiResource {
-            version: "v1beta2".into(),
-            api_version: "metallb.io/v1beta2".into(),
-            ..metallb("BGPPeer", "bgppeers")
-        },
-    )
-    .create(
-        &pp,
-        &from_json(json!({
+    let bgp_peers = ApiResource {
+        version: "v1beta2".into(),
+        api_version: "metallb.io/v1beta2".into(),
+        ..metallb("BGPPeer", "bgppeers")
+    };
+    create(
+        &metallb_api(&admin, &bgp_peers),
+        "bgp peer",
+        json!({
             "apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer",
             "metadata": {"name": "loopback"},
             "spec": {"myASN": 64500, "peerASN": 64501, "peerAddress": "127.0.0.1", "peerPort": 1}
-        })),
+        }),
     )
-    .await
-    .unwrap_or_else(|error| panic!("bgp peer: {error}"));
-    Api::<DynamicObject>::namespaced_with(
-        admin.clone(),
-        NAMESPACE,
-        &metallb("BGPAdvertisement", "bgpadvertisements"),
-    )
-    .create(
-        &pp,
-        &from_json(json!({
+    .await;
+    create(
+        &metallb_api(&admin, &metallb("BGPAdvertisement", "bgpadvertisements")),
+        "bgp advertisement",
+        json!({
             "apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement",
             "metadata": {"name": "bgp"}, "spec": {"ipAddressPools": ["pool-a"]}
-        })),
+        }),
     )
-    .await
-    .unwrap_or_else(|error| panic!("bgp advertisement: {error}"));
+    .await;
     let services = Api::<Service>::namespaced(admin.clone(), "default");
     for (name, annotations) in [
         ("web", json!({})),
@@ -840,16 +839,15 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
         // the same Event.
         ("stuck", json!({"metallb.io/loadBalancerIPs": "192.0.2.99"})),
     ] {
-        services
-            .create(
-                &pp,
-                &from_json(json!({
-                    "metadata": {"name": name, "namespace": "default", "annotations": annotations},
-                    "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}
-                })),
-            )
-            .await
-            .unwrap_or_else(|error| panic!("service {name}: {error}"));
+        create(
+            &services,
+            &format!("service {name}"),
+            json!({
+                "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+                "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}
+            }),
+        )
+        .await;
     }
 
     // The controller, through the proxy.
@@ -913,9 +911,8 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
             .is_ok_and(|secret| secret.is_some())
     })
     .await;
-    let configuration_states = Api::<DynamicObject>::namespaced_with(
-        admin.clone(),
-        NAMESPACE,
+    let configuration_states = metallb_api(
+        &admin,
         &metallb("ConfigurationState", "configurationstates"),
     );
     wait_until("ConfigurationState controller written", || async {
@@ -935,17 +932,14 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
         .await
         .unwrap_or_else(|| panic!("web has no IP"));
     let slices = Api::<EndpointSlice>::namespaced(admin.clone(), "default");
-    let slice: EndpointSlice = from_json(json!({
+    let slice = json!({
         "metadata": {"name": "web-1", "namespace": "default",
                      "labels": {"kubernetes.io/service-name": "web"}},
         "addressType": "IPv4",
         "endpoints": [{"addresses": ["10.1.0.5"], "nodeName": "node-a",
                        "conditions": {"ready": true}}]
-    }));
-    slices
-        .create(&pp, &slice)
-        .await
-        .unwrap_or_else(|error| panic!("slice: {error}"));
+    });
+    create(&slices, "slice", slice.clone()).await;
     let (proxy, recorded) = recording_proxy(handle.addr()).await;
     let http = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -970,16 +964,8 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
     )
     .await
     .unwrap_or_else(|error| panic!("speaker: {error}"));
-    let statuses = Api::<DynamicObject>::namespaced_with(
-        admin.clone(),
-        NAMESPACE,
-        &metallb("ServiceL2Status", "servicel2statuses"),
-    );
-    let bgp_statuses = Api::<DynamicObject>::namespaced_with(
-        admin.clone(),
-        NAMESPACE,
-        &metallb("ServiceBGPStatus", "servicebgpstatuses"),
-    );
+    let statuses = metallb_api(&admin, &metallb("ServiceL2Status", "servicel2statuses"));
+    let bgp_statuses = metallb_api(&admin, &metallb("ServiceBGPStatus", "servicebgpstatuses"));
     // ServiceL2Status and ServiceBGPStatus objects of web.
     let status_count = || async {
         let mut count = 0;
@@ -991,9 +977,8 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
         }
         count
     };
-    let speaker_state = Api::<DynamicObject>::namespaced_with(
-        admin.clone(),
-        NAMESPACE,
+    let speaker_state = metallb_api(
+        &admin,
         &metallb("ConfigurationState", "configurationstates"),
     );
     let speaker_events = || async {
@@ -1030,10 +1015,7 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
         status_count().await == 0
     })
     .await;
-    slices
-        .create(&pp, &slice)
-        .await
-        .unwrap_or_else(|error| panic!("slice: {error}"));
+    create(&slices, "slice", slice).await;
     wait_until("announced again", || async {
         status_count().await == 2 && speaker_events().await >= 2
     })
