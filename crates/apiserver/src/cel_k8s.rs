@@ -2,7 +2,8 @@
 //! `x-kubernetes-validations` rules, registered on the `cel` crate's environment: the IP and
 //! CIDR libraries (`isIP`, `ip`, `ip.isCanonical`, `isCIDR`, `cidr` and their member
 //! functions, `string(…)` and equality on both), the Kubernetes lists library (`isSorted`,
-//! `sum`, `min`, `max`, `indexOf`, `lastIndexOf`), the regex library (`find`, `findAll`),
+//! `sum`, `min`, `max`, `indexOf`, `lastIndexOf`), the regex library (`find`, `findAll`), the
+//! quantity library (`quantity`, `isQuantity` and the member functions, in `quantity`),
 //! cel-go's sets extension (`sets.contains`, `sets.equivalent`, `sets.intersects`), and
 //! cel-go's strings extension (version 2), which the `cel` crate itself provides.
 //!
@@ -20,6 +21,8 @@ use cel::common::types::{
 };
 use cel::common::value::{CowVal, StaticVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
+
+mod quantity;
 
 /// The CEL type of `ip(…)` values, named as in Kubernetes (`type(ip('::1')) == net.IP`).
 static IP_TYPE: Type = Type::new_unspecified_type("net.IP");
@@ -57,6 +60,10 @@ const GLOBAL_FUNCTIONS: &[&str] = &[
     "ip.isCanonical",
     "isCIDR",
     "cidr",
+    // Kubernetes quantity library
+    "quantity",
+    "isQuantity",
+    "sign",
 ];
 
 /// Member functions (`x.f(…)`) a rule may call.
@@ -114,6 +121,16 @@ const MEMBER_FUNCTIONS: &[&str] = &[
     "ip",
     "masked",
     "prefixLength",
+    // Kubernetes quantity library
+    "sign",
+    "isInteger",
+    "asInteger",
+    "asApproximateFloat",
+    "compareTo",
+    "isGreaterThan",
+    "isLessThan",
+    "add",
+    "sub",
 ];
 
 /// Identifiers a rule may name besides its variables: type names.
@@ -132,6 +149,7 @@ const TYPE_NAMES: &[&str] = &[
     "google.protobuf.Timestamp",
     "net.IP",
     "net.CIDR",
+    "kubernetes.Quantity",
 ];
 
 /// The evaluation environment: the standard library, cel-go's strings extension and the
@@ -392,6 +410,8 @@ fn kubernetes(env: &mut Env) -> Result<(), DeclarationError> {
         vec![STRING_TYPE, INT_TYPE],
         find_all,
     )?;
+
+    quantity::register(env)?;
 
     // cel-go sets extension
     env.add_overload(
@@ -1351,6 +1371,100 @@ mod tests {
     }
 
     #[test]
+    fn quantity_library() {
+        run(&[
+            ("isQuantity('1.3G')", Want::Bool(true)),
+            ("isQuantity('1.3Gi')", Want::Bool(true)),
+            ("isQuantity('1,3G')", Want::Bool(false)),
+            ("isQuantity('10000k')", Want::Bool(true)),
+            ("isQuantity('200K')", Want::Bool(false)),
+            ("isQuantity('Three')", Want::Bool(false)),
+            ("isQuantity('Mi')", Want::Bool(false)),
+            (
+                "quantity('200K')",
+                Want::Error("unable to parse quantity's suffix"),
+            ),
+            ("quantity('Mi')", Want::Error("quantities must match")),
+            ("quantity('50000000G').isInteger()", Want::Bool(true)),
+            ("quantity('50k').isInteger()", Want::Bool(true)),
+            ("quantity('1.5').isInteger()", Want::Bool(false)),
+            (
+                "quantity('9999999999999999999999999999999999999G').isInteger()",
+                Want::Bool(false),
+            ),
+            (
+                "quantity('9999999999999999999999999999999999999G').asInteger()",
+                Want::Error("cannot convert value to integer"),
+            ),
+            ("quantity('50k').asInteger() == 50000", Want::Bool(true)),
+            (
+                "quantity('-9223372036854775808').asInteger()",
+                Want::Int(i64::MIN),
+            ),
+            (
+                "quantity('9223372036854775808').isInteger()",
+                Want::Bool(false),
+            ),
+            (
+                "quantity('50k').sub(20000).asApproximateFloat() == 30000.0",
+                Want::Bool(true),
+            ),
+            (
+                "quantity('1m').asApproximateFloat() == 0.001",
+                Want::Bool(true),
+            ),
+            (
+                "quantity('50k').add(quantity('20k')) == quantity('70k')",
+                Want::Bool(true),
+            ),
+            (
+                "quantity('50k').add(20) == quantity('50020')",
+                Want::Bool(true),
+            ),
+            (
+                "quantity('50k').sub(quantity('20k')) == quantity('30k')",
+                Want::Bool(true),
+            ),
+            (
+                "quantity('50k').sub(20000) == quantity('30k')",
+                Want::Bool(true),
+            ),
+            (
+                "quantity('50k').add(20).sub(quantity('100k')).sub(-50000) == quantity('20')",
+                Want::Bool(true),
+            ),
+            ("quantity('1').sub(3).sign()", Want::Int(-1)),
+            ("quantity('200M').compareTo(quantity('0.2G'))", Want::Int(0)),
+            ("quantity('50M').compareTo(quantity('50Mi'))", Want::Int(-1)),
+            ("quantity('50Mi').compareTo(quantity('50M'))", Want::Int(1)),
+            ("quantity('-1').compareTo(quantity('-2'))", Want::Int(1)),
+            (
+                "quantity('150Mi').isGreaterThan(quantity('100Mi'))",
+                Want::Bool(true),
+            ),
+            (
+                "quantity('50Mi').isGreaterThan(quantity('100Mi'))",
+                Want::Bool(false),
+            ),
+            (
+                "quantity('50M').isLessThan(quantity('100M'))",
+                Want::Bool(true),
+            ),
+            (
+                "quantity('100M').isLessThan(quantity('50M'))",
+                Want::Bool(false),
+            ),
+            ("quantity('200M') == quantity('0.2G')", Want::Bool(true)),
+            ("quantity('1Ki') == quantity('1k')", Want::Bool(false)),
+            ("sign(quantity('0'))", Want::Int(0)),
+            (
+                "type(quantity('1')) == kubernetes.Quantity",
+                Want::Bool(true),
+            ),
+        ]);
+    }
+
+    #[test]
     fn sets_extension() {
         run(&[
             ("sets.contains([1, 2, 3], [2, 3])", Want::Bool(true)),
@@ -1366,19 +1480,12 @@ mod tests {
     #[test]
     fn only_provided_calls_pass_the_check() {
         let env = env().unwrap_or_else(|e| panic!("{e}"));
-        let cases: [(&str, &[&str]); 9] = [
+        let cases: [(&str, &[&str]); 8] = [
             ("isCIDR(self.a) && cidr(self.a).containsIP(self.b)", &[]),
             ("self.all(x, x.startsWith('a'))", &[]),
             ("self.items.exists(i, i.name == oldSelf.name)", &[]),
             ("type(self) == string && self.matches('^a')", &[]),
             ("self.reverse() == 'a'", &["unsupported function: reverse"]),
-            (
-                "quantity(self).isInteger()",
-                &[
-                    "unsupported function: isInteger",
-                    "unsupported function: quantity",
-                ],
-            ),
             (
                 "url(self).getHost() == ''",
                 &["unsupported function: getHost", "unsupported function: url"],
@@ -1444,6 +1551,11 @@ mod provided {
         "isCIDR('10.0.0.0/8') && cidr('10.0.0.0/8').containsIP('10.1.1.1')",
         "cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16') && cidr('10.0.0.1/8').ip() == ip('10.0.0.1')",
         "cidr('10.0.0.1/8').masked().prefixLength() == 8",
+        "isQuantity('1Gi') && quantity('1Gi').isInteger() && quantity('1k').asInteger() == 1000",
+        "quantity('1.5').asApproximateFloat() == 1.5 && sign(quantity('-1')) == -1",
+        "quantity('1').sign() == 1 && quantity('1k').compareTo(quantity('1000')) == 0",
+        "quantity('2').isGreaterThan(quantity('1')) && quantity('1').isLessThan(quantity('2'))",
+        "quantity('1').add(1) == quantity('2') && quantity('1').sub(quantity('1')).sign() == 0",
     ];
 
     #[test]
