@@ -155,11 +155,13 @@ impl SpeakerMetrics {
 
     /// Counts one reconcile of `child` (`layer2`, `bgp`).
     pub fn count_reconcile(&self, child: &str) {
-        self.reconciles
-            .get_or_create(&ChildLabels {
-                child: child.to_owned(),
-            })
-            .inc();
+        count_child(&self.reconciles, child);
+    }
+
+    /// Counts one restart of `child` (a [`Role`](crate::tree::Role) name, or
+    /// `bgp-session/<BGPPeer>`).
+    pub fn count_restart(&self, child: &str) {
+        count_child(&self.restarts, child);
     }
 
     /// `/readyz`: the first cluster snapshot is in.
@@ -171,4 +173,13 @@ impl SpeakerMetrics {
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
     }
+}
+
+/// Adds one to the series of `child` in `family`.
+fn count_child(family: &Family<ChildLabels, Counter>, child: &str) {
+    family
+        .get_or_create(&ChildLabels {
+            child: child.to_owned(),
+        })
+        .inc();
 }

@@ -137,11 +137,7 @@ impl Actor for Bgp {
                 state
                     .shared
                     .metrics
-                    .restarts
-                    .get_or_create(&crate::metrics::ChildLabels {
-                        child: format!("bgp-session/{name}"),
-                    })
-                    .inc();
+                    .count_restart(&format!("bgp-session/{name}"));
                 let started =
                     spawn_session(&myself, &state.shared, &name, &slot.config, &slot.routes).await;
                 match started {

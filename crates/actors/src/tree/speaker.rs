@@ -10,7 +10,6 @@ use super::{
     MembershipMsg, Role, Shared, StatusMsg, StatusWriter, RESTART_BACKOFF_MAX,
     STATUS_SHUTDOWN_FLUSH_MAX,
 };
-use crate::metrics::ChildLabels;
 
 /// Messages of the root.
 #[derive(Debug)]
@@ -101,14 +100,7 @@ impl Actor for Speaker {
                 if ractor::registry::where_is(state.shared.name(role)).is_some() {
                     return Ok(());
                 }
-                state
-                    .shared
-                    .metrics
-                    .restarts
-                    .get_or_create(&ChildLabels {
-                        child: role.as_str().to_owned(),
-                    })
-                    .inc();
+                state.shared.metrics.count_restart(role.as_str());
                 if let Err(error) = spawn_child(role, &state.shared, myself.get_cell()).await {
                     tracing::warn!(child = role.as_str(), %error, "child restart failed");
                     schedule_restart(&myself, state, role);
