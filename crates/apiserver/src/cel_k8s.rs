@@ -23,6 +23,7 @@ use cel::common::value::{CowVal, StaticVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
 mod quantity;
+mod url;
 
 /// The CEL type of `ip(…)` values, named as in Kubernetes (`type(ip('::1')) == net.IP`).
 static IP_TYPE: Type = Type::new_unspecified_type("net.IP");
@@ -64,6 +65,9 @@ const GLOBAL_FUNCTIONS: &[&str] = &[
     "quantity",
     "isQuantity",
     "sign",
+    // Kubernetes URL library
+    "url",
+    "isURL",
 ];
 
 /// Member functions (`x.f(…)`) a rule may call.
@@ -131,6 +135,13 @@ const MEMBER_FUNCTIONS: &[&str] = &[
     "isLessThan",
     "add",
     "sub",
+    // Kubernetes URL library
+    "getScheme",
+    "getHost",
+    "getHostname",
+    "getPort",
+    "getEscapedPath",
+    "getQuery",
 ];
 
 /// Identifiers a rule may name besides its variables: type names.
@@ -150,6 +161,7 @@ const TYPE_NAMES: &[&str] = &[
     "net.IP",
     "net.CIDR",
     "kubernetes.Quantity",
+    "kubernetes.URL",
 ];
 
 /// The evaluation environment: the standard library, cel-go's strings extension and the
@@ -412,6 +424,7 @@ fn kubernetes(env: &mut Env) -> Result<(), DeclarationError> {
     )?;
 
     quantity::register(env)?;
+    url::register(env)?;
 
     // cel-go sets extension
     env.add_overload(
@@ -1465,6 +1478,51 @@ mod tests {
     }
 
     #[test]
+    fn url_library() {
+        run(&[
+            ("isURL('https://user:pass@example.com:80/path?query=val#fragment')", Want::Bool(true)),
+            ("isURL('/absolute-path')", Want::Bool(true)),
+            ("isURL('https://a:b:c/')", Want::Bool(false)),
+            ("isURL('../relative-path')", Want::Bool(false)),
+            ("url('../relative-path')", Want::Error("invalid URI for request")),
+            ("url('https://a:b:c/')", Want::Error("invalid port")),
+            ("url('/path').getScheme()", Want::Str("")),
+            ("url('https://example.com/').getScheme()", Want::Str("https")),
+            ("url('https://example.com:80/').getHost()", Want::Str("example.com:80")),
+            ("url('https://example.com/').getHost()", Want::Str("example.com")),
+            ("url('https://[::1]:80/').getHost()", Want::Str("[::1]:80")),
+            ("url('https://[::1]/').getHost()", Want::Str("[::1]")),
+            ("url('/path').getHost()", Want::Str("")),
+            ("url('https://example.com:80/').getHostname()", Want::Str("example.com")),
+            ("url('https://127.0.0.1:80/').getHostname()", Want::Str("127.0.0.1")),
+            ("url('https://[::1]:80/').getHostname()", Want::Str("::1")),
+            ("url('/path').getHostname()", Want::Str("")),
+            ("url('https://example.com:80/').getPort()", Want::Str("80")),
+            ("url('https://example.com/').getPort()", Want::Str("")),
+            ("url('/path').getPort()", Want::Str("")),
+            ("url('https://example.com/path').getEscapedPath()", Want::Str("/path")),
+            (
+                "url('https://example.com/path with spaces/').getEscapedPath()",
+                Want::Str("/path%20with%20spaces/"),
+            ),
+            ("url('https://example.com').getEscapedPath()", Want::Str("")),
+            (
+                "url('https://example.com/path?k1=a&k2=b&k2=c').getQuery() == {'k1': ['a'], 'k2': ['b', 'c']}",
+                Want::Bool(true),
+            ),
+            (
+                "url('https://example.com/path?key with spaces=value with spaces').getQuery() == {'key with spaces': ['value with spaces']}",
+                Want::Bool(true),
+            ),
+            ("url('https://example.com/path?').getQuery() == {}", Want::Bool(true)),
+            ("url('https://example.com/path').getQuery() == {}", Want::Bool(true)),
+            ("url('https://example.com/#f').getEscapedPath()", Want::Str("/")),
+            ("url('/a') == url('/a') && url('/a') != url('/b')", Want::Bool(true)),
+            ("type(url('/a')) == kubernetes.URL", Want::Bool(true)),
+        ]);
+    }
+
+    #[test]
     fn sets_extension() {
         run(&[
             ("sets.contains([1, 2, 3], [2, 3])", Want::Bool(true)),
@@ -1487,8 +1545,13 @@ mod tests {
             ("type(self) == string && self.matches('^a')", &[]),
             ("self.reverse() == 'a'", &["unsupported function: reverse"]),
             (
-                "url(self).getHost() == ''",
-                &["unsupported function: getHost", "unsupported function: url"],
+                "isSemver(self) && format.dns1123Label().validate(self).hasValue()",
+                &[
+                    "undeclared reference: format",
+                    "unsupported function: dns1123Label",
+                    "unsupported function: isSemver",
+                    "unsupported function: validate",
+                ],
             ),
             ("foo == 1", &["undeclared reference: foo"]),
             (
@@ -1556,6 +1619,10 @@ mod provided {
         "quantity('1').sign() == 1 && quantity('1k').compareTo(quantity('1000')) == 0",
         "quantity('2').isGreaterThan(quantity('1')) && quantity('1').isLessThan(quantity('2'))",
         "quantity('1').add(1) == quantity('2') && quantity('1').sub(quantity('1')).sign() == 0",
+        "isURL('/a') && url('https://h:1/p').getScheme() == 'https'",
+        "url('https://h:1/p').getHost() == 'h:1' && url('https://h:1/p').getHostname() == 'h'",
+        "url('https://h:1/p').getPort() == '1' && url('https://h/a b').getEscapedPath() == '/a%20b'",
+        "url('https://h/?a=1&a=2').getQuery() == {'a': ['1', '2']}",
     ];
 
     #[test]
