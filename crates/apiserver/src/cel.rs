@@ -118,12 +118,32 @@ impl CompiledRules {
                     Err(error) => causes.push(Cause::invalid(
                         field.clone(),
                         &type_label,
-                        format!("rule {} could not be evaluated: {error}", rule.source),
+                        evaluation_error(&error, rule),
                     )),
                 }
             }
         }
         causes
+    }
+}
+
+/// How Kubernetes words a rule that failed to evaluate: `<error> evaluating rule: <message or
+/// rule>`, or, for a call no overload accepts, the signature-mismatch sentence.
+fn evaluation_error(error: &cel::ExecutionError, rule: &Rule) -> String {
+    let rule_text = rule
+        .message
+        .as_deref()
+        .unwrap_or(&rule.source)
+        .trim()
+        .to_string();
+    match error {
+        cel::ExecutionError::NoSuchOverload(_) => format!(
+            "'{error}': call arguments did not match a supported operator, function or macro signature for rule: {rule_text}"
+        ),
+        cel::ExecutionError::FunctionError { message, .. } => {
+            format!("{message} evaluating rule: {rule_text}")
+        }
+        other => format!("{other} evaluating rule: {rule_text}"),
     }
 }
 
@@ -372,6 +392,50 @@ mod tests {
                 assert_eq!(causes[0].field, "spec");
                 assert!(causes[0].message.contains("rule failed"));
             }
+        }
+    }
+
+    #[test]
+    fn evaluation_errors_are_causes_worded_as_kubernetes() {
+        let cases = [
+            (
+                "ip(self.t).family() == 4",
+                json!({"spec": {"t": "bad"}}),
+                "IP Address \"bad\" parse error",
+                "evaluating rule: rule failed",
+            ),
+            (
+                "cidr(self.t).containsIP('10.0.0.1')",
+                json!({"spec": {"t": "10.0.0.0/40"}}),
+                "prefix length out of range",
+                "evaluating rule: rule failed",
+            ),
+            (
+                "self.a.startsWith('x')",
+                json!({"spec": {"a": 1}}),
+                "found no matching overload for 'startsWith'",
+                "call arguments did not match a supported operator, function or macro signature for rule: rule failed",
+            ),
+            (
+                "[].min() == 1",
+                json!({"spec": {}}),
+                "min called on empty list",
+                "evaluating rule: rule failed",
+            ),
+        ];
+        for (rule, object, error, wording) in cases {
+            let compiled = CompiledRules::compile(&schema(rule));
+            let Ok(compiled) = compiled else {
+                panic!("{rule} did not compile: {compiled:?}")
+            };
+            let causes = compiled.validate(&object, None);
+            assert_eq!(causes.len(), 1, "{rule}: {causes:?}");
+            assert_eq!(causes[0].field, "spec");
+            assert!(
+                causes[0].message.contains(error) && causes[0].message.contains(wording),
+                "{rule}: {}",
+                causes[0].message
+            );
         }
     }
 

@@ -152,7 +152,9 @@ async fn ip_and_cidr_rules_validate_custom_resources() {
     assert_eq!(bad_gw_causes.len(), 1, "{}", bad_gw.text());
     assert_eq!(bad_gw_causes[0].0, "spec");
     assert!(
-        bad_gw_causes[0].1.contains("could not be evaluated")
+        bad_gw_causes[0]
+            .1
+            .contains("evaluating rule: gw must be an address inside cidr")
             && bad_gw_causes[0].1.contains("parse error"),
         "{}",
         bad_gw.text()
