@@ -17,12 +17,12 @@ use crate::meta::{
     is_dns1123_subdomain, meta_str, metadata_mut, new_uid, now_secs,
 };
 use crate::patch::{
-    apply_merge, builtin_list_merge, json_patch, merge_patch, strategic_merge, ListMerge,
-    PatchError,
+    builtin_list_merge, json_patch, merge_patch, strategic_merge, ListMerge, PatchError,
 };
 use crate::registry::{Registry, ResourceInfo, StorageKey, Strategy};
 use crate::schema;
 use crate::service::allocation_of;
+use crate::ssa;
 use crate::store::{view_prefix, Committed, SharedHistory, State, Stored};
 
 /// `fieldValidation` query parameter.
@@ -52,6 +52,8 @@ pub(crate) struct Params {
     pub(crate) allow_watch_bookmarks: bool,
     pub(crate) send_initial_events: bool,
     pub(crate) timeout_seconds: Option<u64>,
+    /// The request's `User-Agent` (the field manager when `fieldManager` is absent).
+    pub(crate) user_agent: String,
 }
 
 impl Params {
@@ -389,7 +391,7 @@ impl Core {
                 )));
             }
         }
-        let outcome = update_locked(&mut state, target, &old, body, params)?;
+        let outcome = update_locked(&mut state, target, &old, body, params, None)?;
         self.notify(&state);
         Ok(outcome)
     }
@@ -426,7 +428,10 @@ impl Core {
         let existing = state.get_value(&info.storage, &target.namespace_key(), target.name());
         let Some(old) = existing else {
             if patch_type == PatchType::Apply && !target.status {
-                let outcome = create_locked(&mut state, target, patch, params)?;
+                let applied = ssa::applied_config(&info, false, &patch, params.force)?;
+                let mut admitted = admit_create(target, patch, params)?;
+                admitted.applied = Some(applied);
+                let outcome = commit_create(&mut state, admitted, params)?;
                 self.notify(&state);
                 return Ok(outcome);
             }
@@ -439,6 +444,7 @@ impl Core {
         let current = to_view(&info, &old);
         let mut patched = current.clone();
         let rules = list_rules(&info);
+        let mut applied = None;
         let result = match patch_type {
             PatchType::Merge => {
                 if !patch.is_object() {
@@ -460,12 +466,19 @@ impl Core {
                 if !patch.is_object() {
                     return Err(ApiError::bad_request("apply patch must be an object"));
                 }
-                let mut applied = patch.clone();
-                // Apply configurations carry no resourceVersion precondition unless set.
-                if let Some(meta) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.remove("managedFields");
-                }
-                apply_merge(&mut patched, &applied, &*rules)
+                let manager =
+                    ssa::manager_name(params.field_manager.as_deref(), &params.user_agent);
+                let (merged, config) = ssa::apply(
+                    &info,
+                    target.status,
+                    &manager,
+                    &current,
+                    &patch,
+                    params.force,
+                )?;
+                patched = merged;
+                applied = Some(config);
+                Ok(())
             }
         };
         match result {
@@ -491,7 +504,7 @@ impl Core {
                 target.name(),
             ));
         }
-        let outcome = update_locked(&mut state, target, &old, patched, params)?;
+        let outcome = update_locked(&mut state, target, &old, patched, params, applied)?;
         self.notify(&state);
         Ok(outcome)
     }
@@ -784,6 +797,8 @@ pub(crate) struct AdmittedCreate {
     target: Target,
     body: Value,
     warnings: Vec<String>,
+    /// The configuration of a create by server-side apply.
+    applied: Option<ssa::Applied>,
 }
 
 /// The part of a create that needs no state (request/body consistency, unknown-field pruning,
@@ -818,6 +833,7 @@ pub(crate) fn admit_create(
         target: target.clone(),
         body,
         warnings,
+        applied: None,
     })
 }
 
@@ -831,11 +847,13 @@ pub(crate) fn commit_create(
         target,
         mut body,
         mut warnings,
+        applied,
     } = admitted;
     let target = &target;
     let info = target.info.clone();
     // Name.
     let meta = metadata_mut(&mut body);
+    let requested_managed_fields = meta.get("managedFields").cloned();
     let mut name = meta
         .get("name")
         .and_then(Value::as_str)
@@ -956,6 +974,21 @@ pub(crate) fn commit_create(
         release(state, &service_taken);
         return Err(ApiError::already_exists(&info.group, &info.resource, &name));
     }
+    let write = ssa::Write {
+        manager: ssa::manager_name(params.field_manager.as_deref(), &params.user_agent),
+        apply: applied,
+    };
+    if let Err(error) = ssa::record(
+        &info,
+        false,
+        &write,
+        None,
+        requested_managed_fields,
+        &mut body,
+    ) {
+        release(state, &service_taken);
+        return Err(error);
+    }
     let stored = to_storage(&info, body);
     if params.dry_run {
         release(state, &service_taken);
@@ -1011,11 +1044,16 @@ pub(crate) fn update_locked(
     old: &Value,
     body: Value,
     params: &Params,
+    applied: Option<ssa::Applied>,
 ) -> Result<Outcome, ApiError> {
     let info = target.info.clone();
     let name = target.name().to_string();
     let namespace = target.namespace_key();
     let mut body = body;
+    let requested_managed_fields = body
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .cloned();
     let mut warnings = admit_body(&info, target, &mut body, params)?;
     let old_view = to_view(&info, old);
     // Status subresource / main resource split.
@@ -1164,6 +1202,21 @@ pub(crate) fn update_locked(
             .and_then(Value::as_i64)
             .unwrap_or(0);
         metadata_mut(&mut new).insert("generation".into(), json!(generation + 1));
+    }
+    let write = ssa::Write {
+        manager: ssa::manager_name(params.field_manager.as_deref(), &params.user_agent),
+        apply: applied,
+    };
+    if let Err(error) = ssa::record(
+        &info,
+        target.status,
+        &write,
+        Some(&old_view),
+        requested_managed_fields,
+        &mut new,
+    ) {
+        undo(state, &service_change);
+        return Err(error);
     }
     let stored = to_storage(&info, new);
     // No-op writes keep the RV and emit nothing.

@@ -113,6 +113,7 @@ pub(crate) async fn handle(
     let query = request.uri().query().unwrap_or_default().to_string();
     let content_type = header_text(&request, header::CONTENT_TYPE);
     let accept = header_text(&request, header::ACCEPT);
+    let user_agent = header_text(&request, header::USER_AGENT);
     let latency_ms = {
         let mut hooks = shared.hooks();
         if !path.starts_with("/__stand-in/") {
@@ -161,6 +162,7 @@ pub(crate) async fn handle(
         query,
         content_type,
         accept,
+        user_agent,
         body,
     };
     let response = match route(&shared, &context).await {
@@ -185,6 +187,7 @@ struct RequestContext {
     query: String,
     content_type: String,
     accept: String,
+    user_agent: String,
     body: Bytes,
 }
 
@@ -385,7 +388,8 @@ async fn resource(
     if info.namespaced && namespace.is_none() && name.is_some() {
         return Err(ApiError::no_route());
     }
-    let params = Params::parse(&request.query)?;
+    let mut params = Params::parse(&request.query)?;
+    params.user_agent.clone_from(&request.user_agent);
     let target = Target {
         info: info.clone(),
         namespace,

@@ -44,6 +44,7 @@ mod protobuf;
 mod registry;
 mod schema;
 mod service;
+mod ssa;
 mod store;
 mod table;
 mod watch;
@@ -177,7 +178,11 @@ fn bootstrap(
 ) -> Result<(), StartError> {
     let mut state = core.lock();
     let registry = state.registry.clone();
-    let params = api::Params::default();
+    // What the server creates itself is recorded under its own field manager.
+    let params = api::Params {
+        field_manager: Some("kube-apiserver".into()),
+        ..api::Params::default()
+    };
     let target = |group: &str, resource: &str, namespace: Option<&str>| -> Option<api::Target> {
         Some(api::Target {
             info: registry.get(group, "v1", resource)?,

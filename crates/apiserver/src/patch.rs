@@ -1,5 +1,5 @@
 //! Patch formats: JSON merge patch (RFC 7386), JSON patch (RFC 6902), strategic merge patch
-//! for built-ins, and the minimal server-side apply merge (reference §6.3, §6.12).
+//! for built-ins (reference §6.3); server-side apply lives in `ssa.rs`.
 
 use serde_json::{Map, Value};
 
@@ -246,17 +246,7 @@ pub(crate) fn strategic_merge(
     rules: &dyn Fn(&[&str]) -> ListMerge,
 ) -> Result<(), PatchError> {
     let mut path = Vec::new();
-    strategic_object(target, patch, rules, &mut path, false)
-}
-
-/// Server-side apply (minimal form): merge applied fields, never delete.
-pub(crate) fn apply_merge(
-    target: &mut Value,
-    patch: &Value,
-    rules: &dyn Fn(&[&str]) -> ListMerge,
-) -> Result<(), PatchError> {
-    let mut path = Vec::new();
-    strategic_object(target, patch, rules, &mut path, true)
+    strategic_object(target, patch, rules, &mut path)
 }
 
 fn strategic_object(
@@ -264,19 +254,18 @@ fn strategic_object(
     patch: &Value,
     rules: &dyn Fn(&[&str]) -> ListMerge,
     path: &mut Vec<String>,
-    apply: bool,
 ) -> Result<(), PatchError> {
     let Value::Object(patch) = patch else {
         *target = patch.clone();
         return Ok(());
     };
-    if !apply && patch.get("$patch").and_then(Value::as_str) == Some("replace") {
+    if patch.get("$patch").and_then(Value::as_str) == Some("replace") {
         let mut replacement = patch.clone();
         replacement.remove("$patch");
         *target = Value::Object(replacement);
         return Ok(());
     }
-    if !apply && patch.get("$patch").and_then(Value::as_str) == Some("delete") {
+    if patch.get("$patch").and_then(Value::as_str) == Some("delete") {
         *target = Value::Null;
         return Ok(());
     }
@@ -302,19 +291,17 @@ fn strategic_object(
             continue;
         }
         if value.is_null() {
-            if !apply {
-                map.remove(key);
-            }
+            map.remove(key);
             continue;
         }
         path.push(key.clone());
         let slot = map.entry(key.clone()).or_insert(Value::Null);
         match value {
-            Value::Object(_) => strategic_object(slot, value, rules, path, apply)?,
+            Value::Object(_) => strategic_object(slot, value, rules, path)?,
             Value::Array(items) => {
                 let view: Vec<&str> = path.iter().map(String::as_str).collect();
                 let rule = rules(&view);
-                merge_list(slot, items, &rule, rules, path, apply)?;
+                merge_list(slot, items, &rule, rules, path)?;
             }
             _ => *slot = value.clone(),
         }
@@ -332,7 +319,6 @@ fn merge_list(
     rule: &ListMerge,
     rules: &dyn Fn(&[&str]) -> ListMerge,
     path: &mut Vec<String>,
-    apply: bool,
 ) -> Result<(), PatchError> {
     match rule {
         ListMerge::Atomic => {
@@ -392,12 +378,12 @@ fn merge_list(
                 match position {
                     Some(position) => {
                         if let Some(existing) = current.get_mut(position) {
-                            strategic_object(existing, item, rules, path, apply)?;
+                            strategic_object(existing, item, rules, path)?;
                         }
                     }
                     None => {
                         let mut fresh = Value::Object(Map::new());
-                        strategic_object(&mut fresh, item, rules, path, apply)?;
+                        strategic_object(&mut fresh, item, rules, path)?;
                         current.push(fresh);
                     }
                 }
@@ -463,16 +449,5 @@ mod tests {
         let delete = json!({"spec": {"ports": [{"port": 443, "$patch": "delete"}]}});
         assert_eq!(strategic_merge(&mut service, &delete, &rules), Ok(()));
         assert_eq!(service["spec"]["ports"].as_array().map(Vec::len), Some(1));
-    }
-
-    #[test]
-    fn apply_never_deletes() {
-        let mut target = json!({"spec": {"a": 1, "b": 2}});
-        let rules = |_: &[&str]| ListMerge::Atomic;
-        assert_eq!(
-            apply_merge(&mut target, &json!({"spec": {"a": 3, "b": null}}), &rules),
-            Ok(())
-        );
-        assert_eq!(target, json!({"spec": {"a": 3, "b": 2}}));
     }
 }

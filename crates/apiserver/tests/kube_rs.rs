@@ -706,7 +706,7 @@ async fn patch_types() {
     let updated = pools
         .patch(
             "q",
-            &PatchParams::apply("test").force(),
+            &PatchParams::apply("other").force(),
             &Patch::Apply(&update),
         )
         .await
@@ -715,7 +715,7 @@ async fn patch_types() {
     assert_eq!(
         updated.data["spec"]["addresses"],
         json!(["198.51.100.0/24"]),
-        "apply never deletes fields"
+        "an apply keeps the fields another manager applied"
     );
     let status = json!({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "q", "namespace": "metallb-system"}, "status": {"assignedIPv4": 3, "assignedIPv6": 0, "availableIPv4": 253, "availableIPv6": 0}});
     let with_status = pools
