@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use kube::Client;
 use serde_json::json;
 
 const CHILD_ENV: &str = "IRONLB_BENCH_CONTROLLER_KUBECONFIG";
+const WRAPPER_ENV: &str = "IRONLB_BENCH_WRAPPER";
 const NAMESPACE: &str = "bench";
 const CREATES_IN_FLIGHT: usize = 32;
 
@@ -88,22 +90,41 @@ struct ControllerProcess {
 
 impl ControllerProcess {
     fn spawn(kubeconfig_path: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("current exe"))
+        let exe = std::env::current_exe().expect("current exe");
+        // `IRONLB_BENCH_WRAPPER="heaptrack -o /tmp/ctl"` runs the controller under a profiler
+        // (the RSS figures are then the wrapper's, not the controller's).
+        let wrapper = std::env::var(WRAPPER_ENV).unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(words).arg(&exe);
+                command
+            }
+            None => Command::new(&exe),
+        };
+        // Its own process group, so that a wrapper's children are killed with it.
+        let mut child = command
+            .process_group(0)
             .env(CHILD_ENV, kubeconfig_path)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn controller");
         let stdout = child.stdout.take().expect("child stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("health line");
-        let health = line
-            .trim()
-            .strip_prefix("health ")
-            .and_then(|a| a.parse().ok())
-            .expect("health address");
+        // A wrapper may print lines of its own first.
+        let mut lines = BufReader::new(stdout).lines();
+        let health = loop {
+            let line = lines
+                .next()
+                .expect("controller printed its health address")
+                .expect("health line");
+            if let Some(address) = line.trim().strip_prefix("health ") {
+                break address.parse().expect("health address");
+            }
+        };
+        // Keep draining the child's stdout so a chatty wrapper never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
         Self { child, health }
     }
 
@@ -159,6 +180,12 @@ impl ControllerProcess {
 impl Drop for ControllerProcess {
     /// Kills the controller also when the benchmark fails.
     fn drop(&mut self) {
+        if std::env::var_os(WRAPPER_ENV).is_some() {
+            // SIGTERM to the whole group lets a profiler write its data.
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{}", self.child.id())])
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -557,7 +557,7 @@ impl<I: Ipam> Core<I> {
         self.actions.push_back(Action::Event(ServiceEvent {
             object: EventObject::Service {
                 key: view.key.clone(),
-                uid: view.object.metadata.uid.clone(),
+                uid: view.uid.clone(),
             },
             warning,
             reason,

@@ -34,10 +34,8 @@ fn alloc_key(key: &ServiceKey) -> ironlb_alloc::ServiceKey {
     ironlb_alloc::ServiceKey::new(key.namespace.clone(), key.name.clone())
 }
 
-fn request(view: &ServiceView) -> Result<Request, String> {
-    ironlb_api::service::service_request(&view.object)
-        .map(|read| read.request)
-        .map_err(|error| error.to_string())
+fn request(view: &ServiceView) -> Result<&Request, String> {
+    view.request.as_ref().map_err(Clone::clone)
 }
 
 impl Ipam for AllocatorIpam {
@@ -60,8 +58,8 @@ impl Ipam for AllocatorIpam {
     fn requested(&self, view: &ServiceView) -> Result<Requested, String> {
         let request = request(view)?;
         Ok(Requested {
-            ips: request.requested_ips,
-            pool: request.requested_pool.map(|pool| pool.0),
+            ips: request.requested_ips.clone(),
+            pool: request.requested_pool.as_ref().map(|pool| pool.0.clone()),
         })
     }
 
@@ -75,7 +73,7 @@ impl Ipam for AllocatorIpam {
     fn assign(&mut self, view: &ServiceView, ips: &[IpAddr]) -> Result<String, String> {
         let request = request(view)?;
         self.allocator
-            .assign(&request, ips)
+            .assign(request, ips)
             .map_err(|error| error.to_string())?;
         self.pool_of(&view.key)
             .ok_or_else(|| "assigned addresses hold no pool".to_owned())
@@ -85,7 +83,7 @@ impl Ipam for AllocatorIpam {
         let request = request(view)?;
         let ips = self
             .allocator
-            .allocate(&request)
+            .allocate(request)
             .map_err(|error| error.to_string())?;
         let pool = self
             .pool_of(&view.key)
@@ -100,14 +98,14 @@ impl Ipam for AllocatorIpam {
     ) -> Result<Vec<IpAddr>, String> {
         let request = request(view)?;
         self.allocator
-            .allocate_from_pool(&request, &PoolName::from(pool))
+            .allocate_from_pool(request, &PoolName::from(pool))
             .map_err(|error| error.to_string())
     }
 
     fn allocate_additional_family(&mut self, view: &ServiceView) -> Result<IpAddr, String> {
         let request = request(view)?;
         self.allocator
-            .allocate_additional_family(&request)
+            .allocate_additional_family(request)
             .map_err(|error| error.to_string())
     }
 

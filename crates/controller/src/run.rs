@@ -300,8 +300,9 @@ impl MetallbKind {
 /// One watched object.
 #[derive(Clone, Debug)]
 pub enum Object {
-    /// A Service.
-    Service(Arc<Service>),
+    /// A Service, already reduced to what the controller reads (the decoded object is dropped
+    /// in the watcher task).
+    Service(Box<ServiceView>),
     /// A metallb.io object, kept untyped until the configuration is parsed.
     Metallb(Box<DynamicObject>),
     /// A Namespace.
@@ -318,7 +319,7 @@ impl Object {
     /// `namespace/name` (namespace empty for cluster-scoped objects).
     fn store_key(&self) -> String {
         let meta = match self {
-            Self::Service(o) => &o.metadata,
+            Self::Service(view) => return view.key.to_string(),
             Self::Metallb(o) => &o.metadata,
             Self::Namespace(o) => &o.metadata,
             Self::Node(o) => &o.metadata,
@@ -370,11 +371,15 @@ fn spawn_watchers(
     tasks.spawn(watch(
         Api::<Service>::all(client.clone()),
         Source::Services,
-        |mut o: Service| {
-            // Nothing reads managedFields; on a real cluster they are most of a Service's
-            // size, and the controller keeps every Service.
-            o.metadata.managed_fields = None;
-            Object::Service(Arc::new(o))
+        // Only the view is kept: the decoded Service (with its managedFields and
+        // last-applied-configuration annotation, most of its size on a real cluster) is
+        // dropped here, one object at a time.
+        |o: Service| match ServiceView::from_service(&o) {
+            Ok(view) => Some(Object::Service(Box::new(view))),
+            Err(error) => {
+                debug!(%error, "service ignored");
+                None
+            }
         },
         tx.clone(),
     ));
@@ -384,32 +389,32 @@ fn spawn_watchers(
         tasks.spawn(watch(
             api,
             Source::Metallb(kind),
-            |o| Object::Metallb(Box::new(o)),
+            |o| Some(Object::Metallb(Box::new(o))),
             tx.clone(),
         ));
     }
     tasks.spawn(watch(
         Api::<Namespace>::all(client.clone()),
         Source::Namespaces,
-        |o| Object::Namespace(Box::new(o)),
+        |o| Some(Object::Namespace(Box::new(o))),
         tx.clone(),
     ));
     tasks.spawn(watch(
         Api::<Node>::all(client.clone()),
         Source::Nodes,
-        |o| Object::Node(Box::new(o)),
+        |o| Some(Object::Node(Box::new(o))),
         tx.clone(),
     ));
     tasks.spawn(watch(
         Api::<Secret>::namespaced(client.clone(), namespace),
         Source::Secrets,
-        |o| Object::Secret(Box::new(o)),
+        |o| Some(Object::Secret(Box::new(o))),
         tx.clone(),
     ));
     tasks.spawn(watch(
         Api::<ConfigMap>::namespaced(client.clone(), namespace),
         Source::ConfigMaps,
-        |o| Object::ConfigMap(Box::new(o)),
+        |o| Some(Object::ConfigMap(Box::new(o))),
         tx.clone(),
     ));
 }
@@ -419,7 +424,7 @@ fn spawn_watchers(
 async fn watch<K, F>(api: Api<K>, source: Source, wrap: F, tx: mpsc::Sender<Message>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-    F: Fn(K) -> Object,
+    F: Fn(K) -> Option<Object>,
 {
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
@@ -431,12 +436,18 @@ where
                 continue;
             }
             Ok(watcher::Event::InitApply(object)) => {
-                listed.push(wrap(object));
+                listed.extend(wrap(object));
                 continue;
             }
             Ok(watcher::Event::InitDone) => Message::Reset(source, std::mem::take(&mut listed)),
-            Ok(watcher::Event::Apply(object)) => Message::Applied(source, wrap(object)),
-            Ok(watcher::Event::Delete(object)) => Message::Deleted(source, wrap(object)),
+            Ok(watcher::Event::Apply(object)) => match wrap(object) {
+                Some(object) => Message::Applied(source, object),
+                None => continue,
+            },
+            Ok(watcher::Event::Delete(object)) => match wrap(object) {
+                Some(object) => Message::Deleted(source, object),
+                None => continue,
+            },
             Err(error) => {
                 warn!(?source, %error, "watch failed, retrying");
                 continue;
@@ -531,11 +542,9 @@ impl IndexTask {
                     self.service_keys.insert(key);
                 }
             }
-            Message::Deleted(Source::Services, Object::Service(service)) => {
-                if let Ok(view) = ServiceView::from_service(service) {
-                    self.service_keys.remove(&view.key);
-                    self.core.handle(Input::ServiceDeleted(view.key));
-                }
+            Message::Deleted(Source::Services, Object::Service(view)) => {
+                self.service_keys.remove(&view.key);
+                self.core.handle(Input::ServiceDeleted(view.key));
             }
             Message::Deleted(Source::Services, _) => {}
             Message::Reset(source, objects) => {
@@ -561,20 +570,12 @@ impl IndexTask {
     }
 
     fn service_applied(&mut self, object: Object) -> Option<ServiceKey> {
-        let Object::Service(service) = object else {
+        let Object::Service(view) = object else {
             return None;
         };
-        match ServiceView::from_service(service) {
-            Ok(view) => {
-                let key = view.key.clone();
-                self.core.handle(Input::ServiceApplied(Box::new(view)));
-                Some(key)
-            }
-            Err(error) => {
-                debug!(%error, "service ignored");
-                None
-            }
-        }
+        let key = view.key.clone();
+        self.core.handle(Input::ServiceApplied(view));
+        Some(key)
     }
 
     fn raw_config(&self) -> RawConfig {

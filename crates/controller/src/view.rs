@@ -1,12 +1,16 @@
 //! What the controller reads from a `v1/Service`: a plain, already-parsed view, so the core never
 //! touches optional Kubernetes fields and never panics on a malformed object.
+//!
+//! The view is all the controller keeps of a Service: the watch decodes a `Service`, the view is
+//! built from it and the object is dropped at once. At 10,000 Services a decoded `Service` costs
+//! ≈ 2.6 KB of heap in ≈ 40 allocations, its view a fraction of that (see the README).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use ironlb_alloc::Request;
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 
 /// The annotation the controller writes with the pool an IP came from.
 pub const ANNOTATION_ALLOCATED_FROM_POOL: &str = "metallb.io/ip-allocated-from-pool";
@@ -66,6 +70,8 @@ pub struct IngressEntry {
 pub struct ServiceView {
     /// `namespace/name`.
     pub key: ServiceKey,
+    /// `metadata.uid` (Events name it).
+    pub uid: Option<String>,
     /// `metadata.resourceVersion` (empty if missing).
     pub resource_version: String,
     /// `spec.type == LoadBalancer`.
@@ -84,8 +90,9 @@ pub struct ServiceView {
     pub allocated_from_pool: Option<String>,
     /// Every `metallb.universe.tf/*` annotation key, sorted.
     pub deprecated_annotations: Vec<String>,
-    /// The whole object, for the allocation-request translation in `ironlb-api`.
-    pub object: Arc<Service>,
+    /// What the Service asks of the allocator (`ironlb_api::service::service_request`), or why
+    /// its spec, annotations or status do not translate (the `LoadBalancerFailed` message).
+    pub request: Result<Request, String>,
 }
 
 /// Why a Service object cannot be viewed at all.
@@ -99,21 +106,21 @@ pub enum ViewError {
 
 impl ServiceView {
     /// Reads `service`. Only a missing name is an error; every other field is optional.
-    pub fn from_service(service: Arc<Service>) -> Result<Self, ViewError> {
+    pub fn from_service(service: &Service) -> Result<Self, ViewError> {
         let meta = &service.metadata;
         let (Some(namespace), Some(name)) = (meta.namespace.as_ref(), meta.name.as_ref()) else {
             return Err(ViewError::MissingName);
         };
         let key = ServiceKey::new(namespace.clone(), name.clone());
-        let spec = service.spec.clone().unwrap_or_default();
-        let mut cluster_ip_texts = spec.cluster_ips.clone().unwrap_or_default();
-        if cluster_ip_texts.is_empty() {
-            cluster_ip_texts.extend(spec.cluster_ip.clone());
+        let default_spec = ServiceSpec::default();
+        let spec = service.spec.as_ref().unwrap_or(&default_spec);
+        let cluster_ips = match spec.cluster_ips.as_deref() {
+            Some(list) if !list.is_empty() => list,
+            _ => spec.cluster_ip.as_slice(),
         }
-        let cluster_ips = cluster_ip_texts
-            .iter()
-            .filter_map(|ip| ip.parse::<IpAddr>().ok())
-            .collect();
+        .iter()
+        .filter_map(|ip| ip.parse::<IpAddr>().ok())
+        .collect();
         let family_policy = match spec.ip_family_policy.as_deref() {
             Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
             Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
@@ -146,8 +153,12 @@ impl ServiceView {
             .filter(|k| k.starts_with(DEPRECATED_ANNOTATION_PREFIX))
             .cloned()
             .collect();
+        let request = ironlb_api::service::service_request(service)
+            .map(|read| read.request)
+            .map_err(|error| error.to_string());
         Ok(Self {
             key,
+            uid: meta.uid.clone(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             is_load_balancer: spec.type_.as_deref() == Some("LoadBalancer"),
             load_balancer_class: spec.load_balancer_class.clone(),
@@ -157,7 +168,7 @@ impl ServiceView {
             ingress,
             allocated_from_pool: annotations.get(ANNOTATION_ALLOCATED_FROM_POOL).cloned(),
             deprecated_annotations,
-            object: service,
+            request,
         })
     }
 

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Service, ServiceSpec, ServiceStatus,
@@ -28,10 +27,6 @@ type TestConfig = Vec<TestPool>;
 struct TestIpam {
     pools: TestConfig,
     held: BTreeMap<ServiceKey, (String, Vec<IpAddr>)>,
-}
-
-fn annotation<'a>(view: &'a ServiceView, key: &str) -> Option<&'a String> {
-    view.object.metadata.annotations.as_ref()?.get(key)
 }
 
 impl TestIpam {
@@ -84,22 +79,17 @@ impl Ipam for TestIpam {
     }
 
     fn requested(&self, view: &ServiceView) -> Result<Requested, String> {
-        let ips = match annotation(view, "metallb.io/loadBalancerIPs") {
-            Some(text) => text
-                .split(',')
-                .map(|ip| ip.trim().parse().map_err(|_| format!("invalid IP {ip:?}")))
-                .collect::<Result<_, _>>()?,
-            None => Vec::new(),
-        };
+        let request = view.request.as_ref().map_err(Clone::clone)?;
         Ok(Requested {
-            ips,
-            pool: annotation(view, "metallb.io/address-pool").cloned(),
+            ips: request.requested_ips.clone(),
+            pool: request.requested_pool.as_ref().map(|pool| pool.0.clone()),
         })
     }
 
     fn allocation_key(&self, view: &ServiceView) -> String {
-        annotation(view, "metallb.io/allow-shared-ip")
-            .cloned()
+        view.request
+            .as_ref()
+            .map(|request| request.sharing_key.clone())
             .unwrap_or_default()
     }
 
@@ -293,7 +283,7 @@ impl ServiceBuilder {
     }
 
     fn view(self) -> ServiceView {
-        ServiceView::from_service(Arc::new(self.service)).unwrap()
+        ServiceView::from_service(&self.service).unwrap()
     }
 
     fn input(self) -> Input<TestConfig> {
