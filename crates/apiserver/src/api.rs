@@ -339,6 +339,12 @@ impl Core {
         body: Value,
         params: &Params,
     ) -> Result<Outcome, ApiError> {
+        ssa::check_options(
+            params.field_manager.as_deref(),
+            false,
+            false,
+            "CreateOptions",
+        )?;
         let admitted = admit_create(target, body, params)?;
         let mut state = self.lock();
         let outcome = commit_create(&mut state, admitted, params)?;
@@ -353,6 +359,12 @@ impl Core {
         body: Value,
         params: &Params,
     ) -> Result<Outcome, ApiError> {
+        ssa::check_options(
+            params.field_manager.as_deref(),
+            false,
+            false,
+            "UpdateOptions",
+        )?;
         let mut state = self.lock();
         let info = target.info.clone();
         let old = state
@@ -405,6 +417,12 @@ impl Core {
         params: &Params,
     ) -> Result<Outcome, ApiError> {
         let info = target.info.clone();
+        ssa::check_options(
+            params.field_manager.as_deref(),
+            params.force,
+            patch_type == PatchType::Apply,
+            "PatchOptions",
+        )?;
         if patch_type == PatchType::Strategic && !info.is_builtin() {
             return Err(ApiError::unsupported_media(
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",

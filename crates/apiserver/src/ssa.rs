@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Cause};
 use crate::meta::{format_rfc3339, now_secs};
 use crate::patch::ListMerge;
 use crate::registry::{ResourceInfo, Strategy};
@@ -865,6 +865,45 @@ pub(crate) fn manager_name(field_manager: Option<&str>, user_agent: &str) -> Str
         "unknown".into()
     } else {
         manager
+    }
+}
+
+/// The checks the server makes on `fieldManager` (and `force`) before anything else: at most
+/// 128 bytes of printable characters; `force` only on apply patches. `options` names the
+/// request's options kind (`CreateOptions`, `UpdateOptions`, `PatchOptions`).
+pub(crate) fn check_options(
+    field_manager: Option<&str>,
+    force: bool,
+    apply: bool,
+    options: &str,
+) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    let manager = field_manager.unwrap_or_default();
+    if manager.len() > MANAGER_MAX_BYTES {
+        causes.push(Cause::too_long("fieldManager", MANAGER_MAX_BYTES));
+    }
+    for (position, c) in manager.char_indices() {
+        if c.is_control() {
+            causes.push(Cause::invalid(
+                "fieldManager",
+                &json!(manager),
+                format!(
+                    "invalid character U+{:04X} (at position {position})",
+                    u32::from(c)
+                ),
+            ));
+        }
+    }
+    if force && !apply {
+        causes.push(Cause::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        ));
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("meta.k8s.io", options, "", causes))
     }
 }
 

@@ -330,6 +330,39 @@ async fn status_writes_resets_and_refusals() {
     assert_eq!(refused.code, 400);
     assert_eq!(refused.message, "metadata.managedFields must be nil");
 
+    // fieldManager is at most 128 bytes; force is for apply patches only.
+    let long = common::raw(
+        &handle,
+        "PATCH",
+        &format!(
+            "/api/v1/namespaces/default/services/web?fieldManager={}",
+            "m".repeat(129)
+        ),
+        &[("Content-Type", "application/merge-patch+json")],
+        b"{}",
+    )
+    .await;
+    assert_eq!(long.status, 422, "{}", long.text());
+    assert_eq!(
+        long.json()["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Too long: may not be more than 128 bytes"
+    );
+    let forced = common::raw(
+        &handle,
+        "PATCH",
+        "/api/v1/namespaces/default/services/web?fieldManager=x&force=true",
+        &[("Content-Type", "application/merge-patch+json")],
+        b"{}",
+    )
+    .await;
+    assert_eq!(forced.status, 422, "{}", forced.text());
+    assert_eq!(
+        forced.json()["details"]["causes"][0]["field"],
+        "force",
+        "{}",
+        forced.text()
+    );
+
     // Updates that leave managedFields alone keep them; `[{}]` resets them.
     let kept = services
         .patch(
