@@ -254,6 +254,21 @@ fn stopped_child(event: &SupervisionEvent) -> Option<(&ActorCell, Option<String>
     }
 }
 
+/// Gossip seeds the cluster knows of: the first InternalIP of every Node but `me`, at `port`
+/// (this node's gossip bind port, assumed the same on every node).
+fn node_seeds<'a>(
+    snapshot: &'a Snapshot,
+    me: &'a str,
+    port: u16,
+) -> impl Iterator<Item = SocketAddr> + 'a {
+    snapshot
+        .nodes
+        .values()
+        .filter(move |node| node.name != me)
+        .filter_map(|node| node.internal_ips.first())
+        .map(move |ip| SocketAddr::new(*ip, port))
+}
+
 /// Publishes what an announcer holds after it ran its actions: the `(service, ip)` pairs that
 /// `announced_ips` picks from each Service go to the `metallb_speaker_announced` series of
 /// `protocol` (`metric_series` holds the pairs set last time), and the per-Service state goes to

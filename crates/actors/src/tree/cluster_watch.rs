@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use super::{
-    BgpMsg, Layer2Msg, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet, INDEX_BATCH_MAX,
-    INDEX_DEBOUNCE, LEASE_RENEW, WATCH_QUEUE_MAX,
+    node_seeds, BgpMsg, Layer2Msg, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet,
+    INDEX_BATCH_MAX, INDEX_DEBOUNCE, LEASE_RENEW, WATCH_QUEUE_MAX,
 };
 use crate::cluster::{
     Change, ClusterIndex, Object, Source, ALIVE_MEMBERS_ANNOTATION, SPEAKER_LEASE_PREFIX,
@@ -271,14 +271,8 @@ async fn index_task(mut rx: mpsc::Receiver<Change>, shared: Arc<Shared>) {
             shared.metrics.set_ready();
         }
         if let Some(gossip) = &shared.config.gossip {
-            let port = gossip.bind.port();
-            let mut found: Vec<SocketAddr> = snapshot
-                .nodes
-                .values()
-                .filter(|n| n.name != shared.config.node)
-                .filter_map(|n| n.internal_ips.first())
-                .map(|ip| SocketAddr::new(*ip, port))
-                .collect();
+            let mut found: Vec<SocketAddr> =
+                node_seeds(&snapshot, &shared.config.node, gossip.bind.port()).collect();
             found.sort();
             if found != seeds {
                 seeds = found;

@@ -9,7 +9,7 @@ use ironlb_gossip::{Keyring, Liveness, MemberId, Membership, NodeName};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
-use super::{Layer2Msg, Shared, TaskSet, SETTLE_EXTRA_MAX, SETTLE_POLL};
+use super::{node_seeds, Layer2Msg, Shared, TaskSet, SETTLE_EXTRA_MAX, SETTLE_POLL};
 use crate::decide::MemberView;
 
 /// Messages of [`MembershipActor`].
@@ -77,16 +77,11 @@ impl Actor for MembershipActor {
         )?;
         membership.use_metrics(shared.metrics.gossip.clone());
         let mut seeds = gossip.seeds.clone();
-        seeds.extend(
-            shared
-                .snapshot
-                .borrow()
-                .nodes
-                .values()
-                .filter(|n| n.name != shared.config.node)
-                .filter_map(|n| n.internal_ips.first())
-                .map(|ip| SocketAddr::new(*ip, gossip.bind.port())),
-        );
+        seeds.extend(node_seeds(
+            &shared.snapshot.borrow(),
+            &shared.config.node,
+            gossip.bind.port(),
+        ));
         let driver = ironlb_gossip::driver::spawn(
             membership,
             socket,
