@@ -22,6 +22,7 @@ use cel::common::types::{
 use cel::common::value::{CowVal, StaticVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
+mod format;
 mod quantity;
 mod url;
 
@@ -68,6 +69,21 @@ const GLOBAL_FUNCTIONS: &[&str] = &[
     // Kubernetes URL library
     "url",
     "isURL",
+    // Kubernetes format library
+    "format.named",
+    "format.dns1123Label",
+    "format.dns1123Subdomain",
+    "format.dns1035Label",
+    "format.qualifiedName",
+    "format.dns1123LabelPrefix",
+    "format.dns1123SubdomainPrefix",
+    "format.dns1035LabelPrefix",
+    "format.labelValue",
+    "format.uri",
+    "format.uuid",
+    "format.byte",
+    "format.date",
+    "format.datetime",
 ];
 
 /// Member functions (`x.f(…)`) a rule may call.
@@ -142,6 +158,8 @@ const MEMBER_FUNCTIONS: &[&str] = &[
     "getPort",
     "getEscapedPath",
     "getQuery",
+    // Kubernetes format library
+    "validate",
 ];
 
 /// Identifiers a rule may name besides its variables: type names.
@@ -425,6 +443,7 @@ fn kubernetes(env: &mut Env) -> Result<(), DeclarationError> {
 
     quantity::register(env)?;
     url::register(env)?;
+    format::register(env)?;
 
     // cel-go sets extension
     env.add_overload(
@@ -1523,6 +1542,58 @@ mod tests {
     }
 
     #[test]
+    fn format_library() {
+        run(&[
+            ("format.named('dns1123Label').hasValue()", Want::Bool(true)),
+            ("format.named('nope').hasValue()", Want::Bool(false)),
+            ("format.named('dns1123Label').value() == format.dns1123Label()", Want::Bool(true)),
+            ("format.dns1123Label().validate('my-label-name').hasValue()", Want::Bool(false)),
+            (
+                "format.dns1123Label().validate('My_Name').value()",
+                Want::Strs(&["a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"]),
+            ),
+            ("format.dns1123Label().validate('a.b').value()", Want::Strs(&["must not contain dots"])),
+            (
+                "format.dns1123Label().validate('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa').value()",
+                Want::Strs(&["must be no more than 63 characters"]),
+            ),
+            ("format.dns1123Subdomain().validate('apiextensions.k8s.io').hasValue()", Want::Bool(false)),
+            (
+                "format.dns1123Subdomain().validate('-a').value()",
+                Want::Strs(&["a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]),
+            ),
+            ("format.dns1035Label().validate('my-label-name').hasValue()", Want::Bool(false)),
+            ("format.dns1035Label().validate('1abc').hasValue()", Want::Bool(true)),
+            ("format.qualifiedName().validate('apiextensions.k8s.io/v1beta1').hasValue()", Want::Bool(false)),
+            (
+                "format.qualifiedName().validate('/a').value()",
+                Want::Strs(&["prefix part must be non-empty"]),
+            ),
+            ("format.qualifiedName().validate('a/b/c').value().size()", Want::Int(1)),
+            ("format.dns1123LabelPrefix().validate('my-label-prefix-').hasValue()", Want::Bool(false)),
+            ("format.dns1123Label().validate('my-label-prefix-').hasValue()", Want::Bool(true)),
+            ("format.dns1123SubdomainPrefix().validate('mysubdomain.prefix.-').hasValue()", Want::Bool(false)),
+            ("format.dns1035LabelPrefix().validate('my-label-prefix-').hasValue()", Want::Bool(false)),
+            ("format.labelValue().validate('').hasValue()", Want::Bool(false)),
+            ("format.labelValue().validate('-a').hasValue()", Want::Bool(true)),
+            ("format.uri().validate('http://example.com').hasValue()", Want::Bool(false)),
+            (
+                "format.uri().validate('../a').value()",
+                Want::Strs(&["parse \"../a\": invalid URI for request"]),
+            ),
+            ("format.uuid().validate('123e4567-e89b-12d3-a456-426614174000').hasValue()", Want::Bool(false)),
+            ("format.uuid().validate('123E4567E89B12D3A456426614174000').hasValue()", Want::Bool(false)),
+            ("format.uuid().validate('nope').value()", Want::Strs(&["does not match the UUID format"])),
+            ("format.byte().validate('aGVsbG8=').hasValue()", Want::Bool(false)),
+            ("format.byte().validate('!').value()", Want::Strs(&["invalid base64"])),
+            ("format.date().validate('2021-01-01').hasValue()", Want::Bool(false)),
+            ("format.date().validate('2021-13-01').value()", Want::Strs(&["invalid date"])),
+            ("format.datetime().validate('2021-01-01T00:00:00Z').hasValue()", Want::Bool(false)),
+            ("format.datetime().validate('yesterday').value()", Want::Strs(&["invalid datetime"])),
+        ]);
+    }
+
+    #[test]
     fn sets_extension() {
         run(&[
             ("sets.contains([1, 2, 3], [2, 3])", Want::Bool(true)),
@@ -1545,12 +1616,12 @@ mod tests {
             ("type(self) == string && self.matches('^a')", &[]),
             ("self.reverse() == 'a'", &["unsupported function: reverse"]),
             (
-                "isSemver(self) && format.dns1123Label().validate(self).hasValue()",
+                "isSemver(self) && self.all(i, v, v > i)",
                 &[
-                    "undeclared reference: format",
-                    "unsupported function: dns1123Label",
+                    "undeclared reference: i",
+                    "undeclared reference: v",
+                    "unsupported function: all",
                     "unsupported function: isSemver",
-                    "unsupported function: validate",
                 ],
             ),
             ("foo == 1", &["undeclared reference: foo"]),
@@ -1623,6 +1694,19 @@ mod provided {
         "url('https://h:1/p').getHost() == 'h:1' && url('https://h:1/p').getHostname() == 'h'",
         "url('https://h:1/p').getPort() == '1' && url('https://h/a b').getEscapedPath() == '/a%20b'",
         "url('https://h/?a=1&a=2').getQuery() == {'a': ['1', '2']}",
+        "!format.dns1123Label().validate('a').hasValue() && format.named('uri').hasValue()",
+        "format.dns1123Subdomain().validate('a.b') == optional.none()",
+        "format.dns1035Label().validate('a') == optional.none()",
+        "format.qualifiedName().validate('a/b') == optional.none()",
+        "format.dns1123LabelPrefix().validate('a-') == optional.none()",
+        "format.dns1123SubdomainPrefix().validate('a.b-') == optional.none()",
+        "format.dns1035LabelPrefix().validate('a-') == optional.none()",
+        "format.labelValue().validate('') == optional.none()",
+        "format.uri().validate('/a') == optional.none()",
+        "format.uuid().validate('123e4567-e89b-12d3-a456-426614174000') == optional.none()",
+        "format.byte().validate('aGVsbG8=') == optional.none()",
+        "format.date().validate('2021-01-01') == optional.none()",
+        "format.datetime().validate('2021-01-01T00:00:00Z') == optional.none()",
     ];
 
     #[test]

@@ -322,6 +322,13 @@ fn parse_reference(raw: &str, via_request: bool) -> Result<Url, String> {
     })
 }
 
+/// `Ok` when Go's `url.ParseRequestURI` accepts `raw`, else its error text.
+pub(super) fn is_request_uri(raw: &str) -> Result<(), String> {
+    parse_reference(raw, true)
+        .map(|_| ())
+        .map_err(|error| format!("parse {raw:?}: {error}"))
+}
+
 /// `url(raw)`: validated as `url.ParseRequestURI` does, parsed as `url.Parse` does.
 fn parse(raw: &str) -> Result<Url, String> {
     let context = "URL parse error during conversion from string";
