@@ -440,9 +440,9 @@ fn node_kind(old: Option<&Value>, new: Option<&Value>, shape: &Shape<'_>, path: 
     Node::Leaf
 }
 
-fn compare_value(
-    old: Option<&Value>,
-    new: Option<&Value>,
+fn compare_value<'a>(
+    old: Option<&'a Value>,
+    new: Option<&'a Value>,
     shape: &Shape<'_>,
     path: &mut Vec<String>,
     at: &mut Vec<String>,
@@ -471,14 +471,16 @@ fn compare_value(
             }
         }
         Node::List(rule) => {
-            let index = |list: Option<&Value>| -> BTreeMap<String, Value> {
+            let list_path = view(path)
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect::<Vec<_>>();
+            let index = |list: Option<&'a Value>| -> BTreeMap<String, &'a Value> {
                 list.and_then(Value::as_array)
                     .map(|items| {
                         items
                             .iter()
-                            .map(|item| {
-                                (shape.item_element(&view(path), &rule, item), item.clone())
-                            })
+                            .map(|item| (shape.item_element(&view(&list_path), &rule, item), item))
                             .collect()
                     })
                     .unwrap_or_default()
@@ -492,14 +494,19 @@ fn compare_value(
                 at.push(element.clone());
                 match rule {
                     ListMerge::Map(_) => compare_value(
-                        old_items.get(element),
-                        new_items.get(element),
+                        old_items.get(element).copied(),
+                        new_items.get(element).copied(),
                         shape,
                         path,
                         at,
                         out,
                     ),
-                    _ => hook(old_items.get(element), new_items.get(element), at, out),
+                    _ => hook(
+                        old_items.get(element).copied(),
+                        new_items.get(element).copied(),
+                        at,
+                        out,
+                    ),
                 }
                 at.pop();
                 path.pop();
