@@ -25,10 +25,52 @@ struct Rule {
     steps: Vec<Step>,
     source: String,
     message: Option<String>,
-    reason: Option<String>,
+    /// `messageExpression`, evaluated for the message when the rule fails.
+    message_expression: Option<Arc<cel::Program>>,
+    /// `reason`: which kind of field error a failure is.
+    reason: Reason,
+    /// `fieldPath`, appended to the field a failure is reported on (`.gw`, `['a.b']`).
+    field_path: String,
+    /// Whether the rule reads `oldSelf` (then it only runs on updates, unless
+    /// `optionalOldSelf`).
     transition: bool,
+    /// `optionalOldSelf`: `oldSelf` is an optional, `optional.none()` on create.
+    optional_old_self: bool,
     program: Arc<cel::Program>,
     env: Arc<cel::Env>,
+}
+
+/// The `reason` of a rule, as Kubernetes accepts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    Invalid,
+    Forbidden,
+    Required,
+    Duplicate,
+}
+
+impl Reason {
+    fn parse(reason: Option<&str>) -> Result<Self, String> {
+        match reason {
+            None | Some("FieldValueInvalid") => Ok(Self::Invalid),
+            Some("FieldValueForbidden") => Ok(Self::Forbidden),
+            Some("FieldValueRequired") => Ok(Self::Required),
+            Some("FieldValueDuplicate") => Ok(Self::Duplicate),
+            Some(other) => Err(format!(
+                "reason: Unsupported value: {other:?}: supported values: \"FieldValueDuplicate\", \"FieldValueForbidden\", \"FieldValueInvalid\", \"FieldValueRequired\""
+            )),
+        }
+    }
+
+    /// The cause a failed rule gives, as Kubernetes' `fieldErrorForReason` builds it.
+    fn cause(self, field: String, type_label: &Value, message: String) -> Cause {
+        match self {
+            Self::Invalid => Cause::invalid(field, type_label, message),
+            Self::Forbidden => Cause::forbidden(field, message),
+            Self::Required => Cause::required(field, message),
+            Self::Duplicate => Cause::duplicate(field, type_label),
+        }
+    }
 }
 
 impl fmt::Debug for Rule {
@@ -87,12 +129,21 @@ impl CompiledRules {
             let mut targets = Vec::new();
             walk(object, old, &rule.steps, String::new(), &mut targets);
             for (field, value, old_value) in targets {
-                if rule.transition && old_value.is_none() {
+                if rule.transition && old_value.is_none() && !rule.optional_old_self {
                     continue;
                 }
                 let mut context = cel::Context::with_env(Arc::clone(&rule.env));
                 context.add_variable_from_value("self", to_cel(value));
-                if let Some(old_value) = old_value {
+                if rule.optional_old_self {
+                    let old_value = old_value.and_then(|old| {
+                        Box::<dyn cel::common::value::Val>::try_from(to_cel(old)).ok()
+                    });
+                    let optional = match old_value {
+                        Some(old) => cel::common::types::CelOptional::of(old),
+                        None => cel::common::types::CelOptional::none(),
+                    };
+                    context.add_variable_as_val("oldSelf", Box::new(optional));
+                } else if let Some(old_value) = old_value {
                     context.add_variable_from_value("oldSelf", to_cel(old_value));
                 }
                 let outcome = rule.program.execute(&context);
@@ -101,14 +152,22 @@ impl CompiledRules {
                     Ok(cel::Value::Bool(true)) => {}
                     Ok(cel::Value::Bool(false)) => {
                         let message = rule
-                            .message
-                            .clone()
-                            .unwrap_or_else(|| format!("failed rule: {}", rule.source));
-                        let mut cause = Cause::invalid(field.clone(), &type_label, message);
-                        if rule.reason.as_deref() == Some("FieldValueForbidden") {
-                            cause.reason = "FieldValueForbidden";
-                        }
-                        causes.push(cause);
+                            .message_expression
+                            .as_ref()
+                            .and_then(|program| match program.execute(&context) {
+                                Ok(cel::Value::String(text))
+                                    if !text.trim().is_empty() && !text.contains('\n') =>
+                                {
+                                    Some(text.to_string())
+                                }
+                                _ => None,
+                            })
+                            .unwrap_or_else(|| rule_message_or_default(rule));
+                        causes.push(rule.reason.cause(
+                            format!("{field}{}", rule.field_path),
+                            &type_label,
+                            message,
+                        ));
                     }
                     Ok(other) => causes.push(Cause::invalid(
                         field.clone(),
@@ -125,6 +184,105 @@ impl CompiledRules {
         }
         causes
     }
+}
+
+/// Kubernetes' `ruleMessageOrDefault`: the message, or `failed rule: <rule>`.
+fn rule_message_or_default(rule: &Rule) -> String {
+    match &rule.message {
+        Some(message) if !message.trim().is_empty() => message.trim().to_string(),
+        _ => format!("failed rule: {}", rule.source.trim()),
+    }
+}
+
+/// A `fieldPath` (`.a.b`, `['a.b']`, mixed) as the suffix of a cause's field: `.a.b`,
+/// `[a.b]`.
+fn parse_field_path(path: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            let name = &after[..end];
+            if name.is_empty() {
+                return Err(format!(
+                    "fieldPath: Invalid value: {path:?}: expected a field name"
+                ));
+            }
+            out.push('.');
+            out.push_str(name);
+            rest = &after[end..];
+        } else if let Some(after) = rest.strip_prefix("['") {
+            let Some(end) = after.find("']") else {
+                return Err(format!(
+                    "fieldPath: Invalid value: {path:?}: unterminated ['…']"
+                ));
+            };
+            out.push('[');
+            out.push_str(&after[..end]);
+            out.push(']');
+            rest = &after[end + 2..];
+        } else {
+            return Err(format!(
+                "fieldPath: Invalid value: {path:?}: expected '.' or \"['\""
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Compiles a CEL expression of a rule (its `rule` or `messageExpression`) and checks that it
+/// calls only what the environment provides.
+fn compile_expression(source: &str) -> Result<(Arc<cel::Env>, cel::Program), String> {
+    let env = cel_k8s::env()?;
+    let program = env.compile(source).map_err(|error| error.to_string())?;
+    let unsupported = cel_k8s::unsupported_calls(program.expression());
+    if unsupported.is_empty() {
+        Ok((env, program))
+    } else {
+        Err(unsupported.join("; "))
+    }
+}
+
+/// One `x-kubernetes-validations` entry, compiled.
+fn compile_rule(entry: &Value, steps: &[Step], path: &str) -> Result<Rule, RuleError> {
+    let text = |key: &str| entry.get(key).and_then(Value::as_str).map(str::to_string);
+    let source = text("rule").ok_or_else(|| RuleError {
+        path: path.to_string(),
+        rule: String::new(),
+        detail: "rule is required".into(),
+    })?;
+    let refuse = |detail: String| RuleError {
+        path: path.to_string(),
+        rule: source.clone(),
+        detail,
+    };
+    let (env, program) = compile_expression(&source).map_err(refuse)?;
+    let message_expression = match text("messageExpression") {
+        Some(expression) => Some(Arc::new(
+            compile_expression(&expression)
+                .map_err(|error| refuse(format!("messageExpression compilation failed: {error}")))?
+                .1,
+        )),
+        None => None,
+    };
+    let reason = Reason::parse(entry.get("reason").and_then(Value::as_str)).map_err(refuse)?;
+    let field_path = match text("fieldPath") {
+        Some(field_path) => parse_field_path(&field_path).map_err(refuse)?,
+        None => String::new(),
+    };
+    let transition = program.references().has_variable("oldSelf");
+    Ok(Rule {
+        steps: steps.to_vec(),
+        source,
+        message: text("message"),
+        message_expression,
+        reason,
+        field_path,
+        transition,
+        optional_old_self: entry.get("optionalOldSelf").and_then(Value::as_bool) == Some(true),
+        program: Arc::new(program),
+        env,
+    })
 }
 
 /// How Kubernetes words a rule that failed to evaluate: `<error> evaluating rule: <message or
@@ -160,53 +318,9 @@ fn collect(
         .into_iter()
         .flatten()
     {
-        let Some(source) = entry.get("rule").and_then(Value::as_str) else {
-            errors.push(RuleError {
-                path: path.to_string(),
-                rule: String::new(),
-                detail: "rule is required".into(),
-            });
-            continue;
-        };
-        let compiled = cel_k8s::env().and_then(|env| {
-            env.compile(source)
-                .map_err(|error| error.to_string())
-                .map(|program| (env, program))
-        });
-        match compiled {
-            Ok((env, program)) => {
-                let unsupported = cel_k8s::unsupported_calls(program.expression());
-                if !unsupported.is_empty() {
-                    errors.push(RuleError {
-                        path: path.to_string(),
-                        rule: source.to_string(),
-                        detail: unsupported.join("; "),
-                    });
-                    continue;
-                }
-                let references = program.references();
-                let transition = references.has_variable("oldSelf");
-                rules.push(Rule {
-                    steps: steps.clone(),
-                    source: source.to_string(),
-                    message: entry
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    reason: entry
-                        .get("reason")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    transition,
-                    program: Arc::new(program),
-                    env,
-                });
-            }
-            Err(detail) => errors.push(RuleError {
-                path: path.to_string(),
-                rule: source.to_string(),
-                detail,
-            }),
+        match compile_rule(entry, steps, path) {
+            Ok(rule) => rules.push(rule),
+            Err(error) => errors.push(error),
         }
     }
     if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
@@ -435,6 +549,162 @@ mod tests {
                 causes[0].message.contains(error) && causes[0].message.contains(wording),
                 "{rule}: {}",
                 causes[0].message
+            );
+        }
+    }
+
+    fn schema_with(entry: Value) -> Value {
+        json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [entry],
+            "properties": {"a": {"type": "integer"}, "t": {"type": "string"}}}}})
+    }
+
+    #[test]
+    fn message_expression_field_path_reason_and_optional_old_self() {
+        // (entry, object, old, expected (reason, field, message) of the one cause, or none)
+        let cases = [
+            (
+                json!({"rule": "self.a < 10", "messageExpression": "'a is ' + string(self.a)"}),
+                json!({"spec": {"a": 12}}),
+                None,
+                Some((
+                    "FieldValueInvalid",
+                    "spec",
+                    "Invalid value: \"object\": a is 12",
+                )),
+            ),
+            (
+                json!({"rule": "self.a < 10", "message": "too big", "messageExpression": "''"}),
+                json!({"spec": {"a": 12}}),
+                None,
+                Some((
+                    "FieldValueInvalid",
+                    "spec",
+                    "Invalid value: \"object\": too big",
+                )),
+            ),
+            (
+                json!({"rule": "self.a < 10", "messageExpression": "1 / 0 == 1 ? 'x' : 'y'"}),
+                json!({"spec": {"a": 12}}),
+                None,
+                Some((
+                    "FieldValueInvalid",
+                    "spec",
+                    "Invalid value: \"object\": failed rule: self.a < 10",
+                )),
+            ),
+            (
+                json!({"rule": "self.a < 10", "message": "too big", "fieldPath": ".a"}),
+                json!({"spec": {"a": 12}}),
+                None,
+                Some((
+                    "FieldValueInvalid",
+                    "spec.a",
+                    "Invalid value: \"object\": too big",
+                )),
+            ),
+            (
+                json!({"rule": "self.a < 10", "message": "m", "fieldPath": "['x.y'].z"}),
+                json!({"spec": {"a": 12}}),
+                None,
+                Some((
+                    "FieldValueInvalid",
+                    "spec[x.y].z",
+                    "Invalid value: \"object\": m",
+                )),
+            ),
+            (
+                json!({"rule": "has(self.t)", "message": "t is needed", "reason": "FieldValueRequired"}),
+                json!({"spec": {}}),
+                None,
+                Some(("FieldValueRequired", "spec", "Required value: t is needed")),
+            ),
+            (
+                json!({"rule": "!has(self.t)", "message": "no t", "reason": "FieldValueForbidden"}),
+                json!({"spec": {"t": "x"}}),
+                None,
+                Some(("FieldValueForbidden", "spec", "Forbidden: no t")),
+            ),
+            (
+                json!({"rule": "!has(self.t)", "reason": "FieldValueDuplicate"}),
+                json!({"spec": {"t": "x"}}),
+                None,
+                Some(("FieldValueDuplicate", "spec", "Duplicate value: \"object\"")),
+            ),
+            (
+                json!({"rule": "!oldSelf.hasValue() || self.a >= oldSelf.value().a", "message": "a only grows", "optionalOldSelf": true}),
+                json!({"spec": {"a": 1}}),
+                None,
+                None,
+            ),
+            (
+                json!({"rule": "oldSelf.hasValue() || self.a == 0", "message": "starts at 0", "optionalOldSelf": true}),
+                json!({"spec": {"a": 1}}),
+                None,
+                Some((
+                    "FieldValueInvalid",
+                    "spec",
+                    "Invalid value: \"object\": starts at 0",
+                )),
+            ),
+            (
+                json!({"rule": "!oldSelf.hasValue() || self.a >= oldSelf.value().a", "message": "a only grows", "optionalOldSelf": true}),
+                json!({"spec": {"a": 1}}),
+                Some(json!({"spec": {"a": 2}})),
+                Some((
+                    "FieldValueInvalid",
+                    "spec",
+                    "Invalid value: \"object\": a only grows",
+                )),
+            ),
+        ];
+        for (entry, object, old, want) in cases {
+            let compiled = CompiledRules::compile(&schema_with(entry.clone()));
+            let Ok(compiled) = compiled else {
+                panic!("{entry} did not compile: {compiled:?}")
+            };
+            let causes = compiled.validate(&object, old.as_ref());
+            let got: Vec<(&str, &str, &str)> = causes
+                .iter()
+                .map(|c| (c.reason, c.field.as_str(), c.message.as_str()))
+                .collect();
+            assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{entry}");
+        }
+    }
+
+    #[test]
+    fn bad_rule_metadata_is_refused() {
+        let cases = [
+            (
+                json!({"rule": "true", "messageExpression": "isSemver('1')"}),
+                "messageExpression compilation failed: unsupported function: isSemver",
+            ),
+            (
+                json!({"rule": "true", "messageExpression": "'a' +"}),
+                "messageExpression compilation failed",
+            ),
+            (
+                json!({"rule": "true", "reason": "FieldValueBad"}),
+                "reason: Unsupported value",
+            ),
+            (
+                json!({"rule": "true", "fieldPath": "a"}),
+                "fieldPath: Invalid value",
+            ),
+            (
+                json!({"rule": "true", "fieldPath": "['a"}),
+                "fieldPath: Invalid value",
+            ),
+            (json!({"message": "no rule"}), "rule is required"),
+        ];
+        for (entry, detail) in cases {
+            let result = CompiledRules::compile(&schema_with(entry.clone()));
+            let Err(errors) = result else {
+                panic!("{entry} should be refused")
+            };
+            assert!(
+                errors.len() == 1 && errors[0].detail.contains(detail),
+                "{entry}: {errors:?}"
             );
         }
     }
