@@ -3,7 +3,8 @@
 //! CIDR libraries (`isIP`, `ip`, `ip.isCanonical`, `isCIDR`, `cidr` and their member
 //! functions, `string(…)` and equality on both), the Kubernetes lists library (`isSorted`,
 //! `sum`, `min`, `max`, `indexOf`, `lastIndexOf`), the regex library (`find`, `findAll`), the
-//! quantity library (`quantity`, `isQuantity` and the member functions, in `quantity`),
+//! quantity library (in `quantity`), the URL library (in `url`), the format library (in
+//! `format`),
 //! cel-go's sets extension (`sets.contains`, `sets.equivalent`, `sets.intersects`), and
 //! cel-go's strings extension (version 2), which the `cel` crate itself provides.
 //!

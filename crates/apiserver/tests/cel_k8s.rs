@@ -1,7 +1,9 @@
 //! Kubernetes' CEL libraries in CRD `x-kubernetes-validations`, end to end over HTTP: a CRD
-//! whose rules use the IP and CIDR libraries registers, objects that satisfy them are stored,
-//! objects that break them (or make a function fail) get 422 with one cause per rule, and a
-//! CRD whose rule calls a function the stand-in does not provide is refused, naming the rule.
+//! whose rules use the IP/CIDR (or quantity, URL, format) libraries registers, objects that
+//! satisfy them are stored, objects that break them (or make a function fail) get 422 with one
+//! cause per rule (worded by `message`/`messageExpression`, placed by `fieldPath`, typed by
+//! `reason`), and a CRD whose rule calls a function the stand-in does not provide is refused,
+//! naming the rule.
 
 mod common;
 
@@ -199,4 +201,67 @@ async fn ip_and_cidr_rules_validate_custom_resources() {
         .collect();
     names.sort_unstable();
     assert_eq!(names, ["good", "good6"]);
+}
+
+#[tokio::test]
+async fn quantity_url_and_format_rules_with_message_expression_and_field_path() {
+    let handle = common::start_with(Config::default()).await;
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "volumes.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "volumes", "singular": "volume", "kind": "Volume", "listKind": "VolumeList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object",
+                        "x-kubernetes-validations": [
+                            {"rule": "!isQuantity(self.size) || quantity(self.size).compareTo(quantity('1Gi')) <= 0",
+                             "messageExpression": "'size ' + self.size + ' is over 1Gi'",
+                             "fieldPath": ".size", "reason": "FieldValueForbidden"},
+                            {"rule": "isURL(self.source) && url(self.source).getScheme() == 'https'",
+                             "message": "source must be an https URL", "fieldPath": ".source"},
+                            {"rule": "!format.dns1123Label().validate(self.owner).hasValue()",
+                             "messageExpression": "format.dns1123Label().validate(self.owner).value().join('; ')",
+                             "fieldPath": ".owner"}],
+                        "properties": {"size": {"type": "string"}, "source": {"type": "string"}, "owner": {"type": "string"}}}}}}}]}
+    });
+    let created = post(&handle, CRDS, crd).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let volumes = "/apis/example.com/v1/namespaces/default/volumes";
+    let volume = |name: &str, size: &str, source: &str, owner: &str| {
+        json!({"apiVersion": "example.com/v1", "kind": "Volume", "metadata": {"name": name},
+            "spec": {"size": size, "source": source, "owner": owner}})
+    };
+    let good = post(
+        &handle,
+        volumes,
+        volume("good", "512Mi", "https://example.com/disk?x=1", "team-a"),
+    )
+    .await;
+    assert_eq!(good.status, 201, "{}", good.text());
+    let bad = post(
+        &handle,
+        volumes,
+        volume("bad", "2Gi", "http://example.com/", "Team_A"),
+    )
+    .await;
+    assert_eq!(bad.status, 422, "{}", bad.text());
+    let mut got: Vec<Value> = bad.json()["details"]["causes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    got.sort_by_key(|c| c["field"].as_str().unwrap_or_default().to_string());
+    assert_eq!(
+        got,
+        [
+            json!({"reason": "FieldValueInvalid", "field": "spec.owner",
+                "message": "Invalid value: \"object\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"}),
+            json!({"reason": "FieldValueForbidden", "field": "spec.size",
+                "message": "Forbidden: size 2Gi is over 1Gi"}),
+            json!({"reason": "FieldValueInvalid", "field": "spec.source",
+                "message": "Invalid value: \"object\": source must be an https URL"}),
+        ],
+        "{}",
+        bad.text()
+    );
 }
