@@ -203,6 +203,21 @@ impl Shared {
     fn status_writer(&self) -> Option<ActorRef<StatusMsg>> {
         ActorRef::where_is(self.name(Role::StatusWriter))
     }
+
+    /// Signals `Changed` to [`Layer2`] and [`Bgp`]: each reconciles the latest snapshot (a
+    /// burst of signals coalesces into one reconcile).
+    fn announcers_changed(&self) {
+        tell(self.layer2(), Layer2Msg::Changed);
+        tell(self.bgp(), BgpMsg::Changed);
+    }
+}
+
+/// Casts `message` to `actor` when that child runs; to a child that does not (disabled, or
+/// between a crash and its restart) it is dropped, as a cast to a stopped actor would be.
+fn tell<M: ractor::Message>(actor: Option<ActorRef<M>>, message: M) {
+    if let Some(actor) = actor {
+        let _ = actor.cast(message);
+    }
 }
 
 /// Crash bookkeeping of a supervisor: the delay before a crashed child is restarted (doubling

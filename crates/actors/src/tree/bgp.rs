@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{
-    publish_announced, stopped_child, Coalesce, Crashes, Protocol, Shared, StatusMsg, TaskSet,
+    publish_announced, stopped_child, tell, Coalesce, Crashes, Protocol, Shared, StatusMsg, TaskSet,
 };
 use crate::bgp::{BgpAction, BgpCore};
 
@@ -294,15 +294,14 @@ async fn run_actions(myself: &ActorRef<BgpMsg>, state: &mut BgpState, actions: V
     for action in later {
         match action {
             BgpAction::Status(key, status) => {
-                if let Some(writer) = state.shared.status_writer() {
-                    let _ = writer.cast(StatusMsg::Bgp(key, status));
-                }
+                tell(state.shared.status_writer(), StatusMsg::Bgp(key, status));
             }
             BgpAction::Assigned(key, ips) => {
                 tracing::info!(service = %key, ?ips, protocol = "bgp", "node assigned");
-                if let Some(writer) = state.shared.status_writer() {
-                    let _ = writer.cast(StatusMsg::Assigned(key, ips, Protocol::Bgp));
-                }
+                tell(
+                    state.shared.status_writer(),
+                    StatusMsg::Assigned(key, ips, Protocol::Bgp),
+                );
             }
             BgpAction::PeerError(error) => {
                 tracing::error!(%error, "bgp peer not started");

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use super::{
-    node_seeds, BgpMsg, Layer2Msg, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet,
-    INDEX_BATCH_MAX, INDEX_DEBOUNCE, LEASE_RENEW, WATCH_QUEUE_MAX,
+    node_seeds, tell, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet, INDEX_BATCH_MAX,
+    INDEX_DEBOUNCE, LEASE_RENEW, WATCH_QUEUE_MAX,
 };
 use crate::cluster::{
     Change, ClusterIndex, Object, Source, ALIVE_MEMBERS_ANNOTATION, SPEAKER_LEASE_PREFIX,
@@ -276,19 +276,12 @@ async fn index_task(mut rx: mpsc::Receiver<Change>, shared: Arc<Shared>) {
             found.sort();
             if found != seeds {
                 seeds = found;
-                if let Some(membership) = shared.membership() {
-                    let _ = membership.cast(MembershipMsg::Seeds(seeds.clone()));
-                }
+                tell(shared.membership(), MembershipMsg::Seeds(seeds.clone()));
             }
         }
         let config_errors = snapshot.synced.then(|| snapshot.config_errors.clone());
         shared.snapshot.send_replace(Arc::new(snapshot));
-        if let Some(layer2) = shared.layer2() {
-            let _ = layer2.cast(Layer2Msg::Changed);
-        }
-        if let Some(bgp) = shared.bgp() {
-            let _ = bgp.cast(BgpMsg::Changed);
-        }
+        shared.announcers_changed();
         if config_errors.is_some() && config_errors != reported {
             if let (Some(writer), Some(errors)) = (shared.status_writer(), config_errors.clone()) {
                 if writer.cast(StatusMsg::Config(errors)).is_ok() {

@@ -14,8 +14,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
 use super::{
-    publish_announced, Coalesce, L2Backend, MembershipMsg, Protocol, Shared, StatusMsg, TaskSet,
-    HANDOVER_TICK, INTERFACES_SETTLE,
+    publish_announced, tell, Coalesce, L2Backend, MembershipMsg, Protocol, Shared, StatusMsg,
+    TaskSet, HANDOVER_TICK, INTERFACES_SETTLE,
 };
 use crate::layer2::{Action, Layer2Core};
 use crate::model::ServiceKey;
@@ -175,9 +175,7 @@ impl Actor for Layer2 {
             Layer2Msg::Handover { deadline, reply } => {
                 state.leaving = true;
                 state.handover = Some((deadline, reply));
-                if let Some(membership) = state.shared.membership() {
-                    let _ = membership.cast(MembershipMsg::Leaving(true));
-                }
+                tell(state.shared.membership(), MembershipMsg::Leaving(true));
                 reconcile(state).await?;
                 myself.send_interval(HANDOVER_TICK, || Layer2Msg::Tick);
             }
@@ -239,14 +237,10 @@ async fn run_actions(
     for action in later {
         match action {
             Action::Claims(claims) => {
-                if let Some(membership) = state.shared.membership() {
-                    let _ = membership.cast(MembershipMsg::Claims(claims));
-                }
+                tell(state.shared.membership(), MembershipMsg::Claims(claims));
             }
             Action::Status(key, status) => {
-                if let Some(writer) = state.shared.status_writer() {
-                    let _ = writer.cast(StatusMsg::L2(key, status));
-                }
+                tell(state.shared.status_writer(), StatusMsg::L2(key, status));
             }
             Action::PartitionYield { service, winner } => {
                 tracing::warn!(
@@ -258,9 +252,10 @@ async fn run_actions(
             }
             Action::Assigned(key, ips) => {
                 tracing::info!(service = %key, ?ips, protocol = "layer2", "node assigned");
-                if let Some(writer) = state.shared.status_writer() {
-                    let _ = writer.cast(StatusMsg::Assigned(key, ips, Protocol::Layer2));
-                }
+                tell(
+                    state.shared.status_writer(),
+                    StatusMsg::Assigned(key, ips, Protocol::Layer2),
+                );
             }
             Action::Announce { .. } | Action::Withdraw { .. } => {}
         }
@@ -298,9 +293,10 @@ fn check_interfaces(state: &mut Layer2State) {
             continue;
         }
         tracing::warn!(service = %key, %ip, "announce failed: none of the advertisement's interfaces exists on this node");
-        if let Some(writer) = state.shared.status_writer() {
-            let _ = writer.cast(StatusMsg::AnnounceFailed(key.clone(), *ip));
-        }
+        tell(
+            state.shared.status_writer(),
+            StatusMsg::AnnounceFailed(key.clone(), *ip),
+        );
     }
     state.announce_failed = missing.into_keys().collect();
 }

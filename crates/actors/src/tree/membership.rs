@@ -9,7 +9,7 @@ use ironlb_gossip::{Keyring, Liveness, MemberId, Membership, NodeName};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
-use super::{node_seeds, Layer2Msg, Shared, TaskSet, SETTLE_EXTRA_MAX, SETTLE_POLL};
+use super::{node_seeds, tell, Layer2Msg, Shared, TaskSet, SETTLE_EXTRA_MAX, SETTLE_POLL};
 use crate::decide::MemberView;
 
 /// Messages of [`MembershipActor`].
@@ -176,9 +176,7 @@ async fn forward_members(
         }
         shared.member_states_missing.send_replace(states_missing);
         shared.members.send_replace(Some(view));
-        if let Some(layer2) = shared.layer2() {
-            let _ = layer2.cast(Layer2Msg::Changed);
-        }
+        tell(shared.layer2(), Layer2Msg::Changed);
     }
 }
 
@@ -210,7 +208,5 @@ async fn settle(myself: ActorRef<MembershipMsg>, shared: Arc<Shared>, minimum: D
     }
     shared.settled.send_replace(true);
     let _ = myself.cast(MembershipMsg::Settled);
-    if let Some(layer2) = shared.layer2() {
-        let _ = layer2.cast(Layer2Msg::Changed);
-    }
+    tell(shared.layer2(), Layer2Msg::Changed);
 }

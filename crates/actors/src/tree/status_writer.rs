@@ -190,12 +190,7 @@ impl Actor for StatusWriter {
         // before deleting.
         state.scheduled = true;
         myself.send_after(Duration::from_secs(2), || StatusMsg::Flush);
-        if let Some(layer2) = shared.layer2() {
-            let _ = layer2.cast(super::Layer2Msg::Changed);
-        }
-        if let Some(bgp) = shared.bgp() {
-            let _ = bgp.cast(super::BgpMsg::Changed);
-        }
+        shared.announcers_changed();
         Ok(state)
     }
 
