@@ -1103,8 +1103,9 @@ pub(crate) fn record(
         .unwrap_or_default()
     };
     let mut entries = match (&write.apply, status, requested) {
+        // `[]` or `[{}]`: the client resets them.
         (None, false, Some(Value::Array(list)))
-            if list.is_empty() || (list.len() == 1 && list[0] == json!({})) =>
+            if list.iter().all(|entry| entry == &json!({})) && list.len() <= 1 =>
         {
             Vec::new()
         }
