@@ -17,6 +17,7 @@ use ironlb_announce::l2::proto::election::{self, Candidate, Claim, Decision, Nod
 use ironlb_announce::l2::proto::interfaces::InterfaceSelection;
 use ironlb_api::config::model::{BgpAdvertisement, BgpCommunity, L2Advertisement, Peer};
 use ironlb_api::config::Config;
+use ironlb_labels::{Labels, Selector};
 
 use crate::model::{Endpoints, NodeInfo, Nodes, ServiceInfo};
 
@@ -195,13 +196,7 @@ fn l2_ads_for_service<'a>(
 ) -> Vec<&'a L2Advertisement> {
     config
         .l2_advertisements_for(pool)
-        .filter(|ad| {
-            ad.service_selectors().is_empty()
-                || ad
-                    .service_selectors()
-                    .iter()
-                    .any(|s| s.matches(&service.labels))
-        })
+        .filter(|ad| selected(ad.service_selectors(), &service.labels))
         .collect()
 }
 
@@ -356,13 +351,7 @@ pub fn bgp(inputs: &Inputs<'_>, service: &ServiceInfo, endpoints: &Endpoints) ->
     let ads: Vec<&BgpAdvertisement> = inputs
         .config
         .bgp_advertisements_for(pool)
-        .filter(|ad| {
-            ad.service_selectors().is_empty()
-                || ad
-                    .service_selectors()
-                    .iter()
-                    .any(|s| s.matches(&service.labels))
-        })
+        .filter(|ad| selected(ad.service_selectors(), &service.labels))
         .collect();
     if ads.is_empty() {
         return BgpOutcome::Withdraw(WithdrawReason::NoMatchingAdvertisement);
@@ -408,14 +397,15 @@ pub fn peers_for_node<'a>(config: &'a Config, node: &NodeInfo) -> Vec<&'a Peer> 
     config
         .peers()
         .values()
-        .filter(|peer| {
-            peer.node_selectors().is_empty()
-                || peer
-                    .node_selectors()
-                    .iter()
-                    .any(|s| s.matches(&node.labels))
-        })
+        .filter(|peer| selected(peer.node_selectors(), &node.labels))
         .collect()
+}
+
+/// Whether an object with `selectors` selects `labels`: MetalLB's rule for the selector lists
+/// of advertisements and peers, where an empty list selects everything and otherwise any one
+/// matching selector does.
+fn selected(selectors: &[Selector], labels: &Labels) -> bool {
+    selectors.is_empty() || selectors.iter().any(|selector| selector.matches(labels))
 }
 
 /// The routes that go to `peer` (advertisements with no `peers`, or naming it), merged by
