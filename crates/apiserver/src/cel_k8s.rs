@@ -22,6 +22,7 @@ use cel::common::types::{
 use cel::common::value::{CowVal, StaticVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
+mod comprehensions;
 mod format;
 mod quantity;
 mod url;
@@ -444,6 +445,7 @@ fn kubernetes(env: &mut Env) -> Result<(), DeclarationError> {
     quantity::register(env)?;
     url::register(env)?;
     format::register(env)?;
+    comprehensions::register(env)?;
 
     // cel-go sets extension
     env.add_overload(
@@ -1166,7 +1168,10 @@ mod tests {
             ("string(ip('::1.2.3.4'))", Want::Str("::102:304")),
             ("string(ip('0:0:0:0:0:0:0:0'))", Want::Str("::")),
             ("string(ip('1:0:0:2:0:0:0:3'))", Want::Str("1:0:0:2::3")),
-            ("string(ip('1:0:2:0:3:0:4:0'))", Want::Str("1:0:2:0:3:0:4:0")),
+            (
+                "string(ip('1:0:2:0:3:0:4:0'))",
+                Want::Str("1:0:2:0:3:0:4:0"),
+            ),
             ("ip.isCanonical('::1.2.3.4')", Want::Bool(false)),
             ("ip('2001:db8::1') == ip('2001:DB8:0::1')", Want::Bool(true)),
             ("ip('10.0.0.1') == ip('10.0.0.2')", Want::Bool(false)),
@@ -1599,6 +1604,80 @@ mod tests {
     }
 
     #[test]
+    fn two_variable_comprehensions() {
+        run(&[
+            ("[1, 2, 3].all(i, v, v > i)", Want::Bool(true)),
+            ("[1, 2].all(i, v, i < 1)", Want::Bool(false)),
+            (
+                "{'a': 1, 'b': 2}.all(k, v, k != '' && v > 0)",
+                Want::Bool(true),
+            ),
+            ("[1, 2].exists(i, v, i == 1 && v == 2)", Want::Bool(true)),
+            ("[1, 2].exists(i, v, i == 1 && v == 1)", Want::Bool(false)),
+            ("[1, 2, 3].existsOne(i, v, v > 2)", Want::Bool(true)),
+            ("[1, 2, 3].existsOne(i, v, v > 1)", Want::Bool(false)),
+            (
+                "[1, 2].transformList(i, v, i + v) == [1, 3]",
+                Want::Bool(true),
+            ),
+            (
+                "[1, 2, 3].transformList(i, v, v % 2 == 1, v * 10) == [10, 30]",
+                Want::Bool(true),
+            ),
+            (
+                "{'b': 2, 'a': 1}.transformList(k, v, k)",
+                Want::Strs(&["a", "b"]),
+            ),
+            (
+                "{'a': 1, 'b': 2}.transformMap(k, v, v * 2) == {'a': 2, 'b': 4}",
+                Want::Bool(true),
+            ),
+            (
+                "{'a': 1, 'b': 2}.transformMap(k, v, v > 1, v) == {'b': 2}",
+                Want::Bool(true),
+            ),
+            (
+                "['x', 'y'].transformMap(i, v, v) == {0: 'x', 1: 'y'}",
+                Want::Bool(true),
+            ),
+            (
+                "{'a': 'b'}.transformMapEntry(k, v, {v: k}) == {'b': 'a'}",
+                Want::Bool(true),
+            ),
+            (
+                "{'a': 1, 'b': 2}.transformMapEntry(k, v, v > 1, {k + k: v}) == {'bb': 2}",
+                Want::Bool(true),
+            ),
+            (
+                "{'a': 'x', 'b': 'x'}.transformMapEntry(k, v, {v: k})",
+                Want::Error("already exists"),
+            ),
+            (
+                "[[1, 2], [3]].all(i, l, l.all(j, x, x > i + j))",
+                Want::Bool(true),
+            ),
+            (
+                "[1].all(i, v, [5].all(i, v, v == 5) && v == 1)",
+                Want::Bool(true),
+            ),
+            (
+                "[].all(i, v, false) && !{}.exists(k, v, true)",
+                Want::Bool(true),
+            ),
+            ("1.all(i, v, true)", Want::Error("no matching overload")),
+        ]);
+        let env = env().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            env.compile("[1].all(i, i, true)").is_err(),
+            "duplicate names"
+        );
+        assert!(
+            env.compile("[1].all(i + 1, v, true)").is_err(),
+            "not a name"
+        );
+    }
+
+    #[test]
     fn sets_extension() {
         run(&[
             ("sets.contains([1, 2, 3], [2, 3])", Want::Bool(true)),
@@ -1621,12 +1700,11 @@ mod tests {
             ("type(self) == string && self.matches('^a')", &[]),
             ("self.reverse() == 'a'", &["unsupported function: reverse"]),
             (
-                "isSemver(self) && self.all(i, v, v > i)",
+                "isSemver(self) && self.sortBy(x, x) == []",
                 &[
-                    "undeclared reference: i",
-                    "undeclared reference: v",
-                    "unsupported function: all",
+                    "undeclared reference: x",
                     "unsupported function: isSemver",
+                    "unsupported function: sortBy",
                 ],
             ),
             ("foo == 1", &["undeclared reference: foo"]),
