@@ -5,7 +5,8 @@
 //! `sum`, `min`, `max`, `indexOf`, `lastIndexOf`), the regex library (`find`, `findAll`), the
 //! quantity library (in `quantity`), the URL library (in `url`), the format library (in
 //! `format`), cel-go's sets extension (`sets.contains`, `sets.equivalent`, `sets.intersects`),
-//! and cel-go's strings extension (version 2), which the `cel` crate itself provides.
+//! cel-go's two-variable comprehensions (in `comprehensions`), and cel-go's strings extension
+//! (version 2), which the `cel` crate itself provides.
 //!
 //! This module also owns the list of what a rule may call ([`unsupported_calls`]): a CRD whose
 //! rule calls anything else is refused when it is registered.
