@@ -717,6 +717,31 @@ async fn ingress_ip(services: &Api<Service>, name: &str) -> Option<String> {
     service.status?.load_balancer?.ingress?.first()?.ip.clone()
 }
 
+/// How many times an Event with `reason` was emitted: the largest series count among them, 0
+/// while there is none (or the list fails).
+async fn event_count(events: &Api<k8s_openapi::api::events::v1::Event>, reason: &str) -> i32 {
+    events
+        .list(&Default::default())
+        .await
+        .map(|list| {
+            list.items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// Whether the ConfigurationState `name` reports the configuration `Valid`.
+async fn configuration_state_valid(states: &Api<DynamicObject>, name: &str) -> bool {
+    states
+        .get(name)
+        .await
+        .is_ok_and(|state| state.data["status"]["result"] == "Valid")
+}
+
 /// The metric families of a Prometheus text exposition.
 fn families(text: &str) -> BTreeSet<String> {
     text.lines()
@@ -866,22 +891,8 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
     })
     .await;
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), "default");
-    let failed = |events: Api<k8s_openapi::api::events::v1::Event>| async move {
-        events
-            .list(&Default::default())
-            .await
-            .map(|list| {
-                list.items
-                    .iter()
-                    .filter(|e| e.reason.as_deref() == Some("AllocationFailed"))
-                    .map(|e| e.series.as_ref().map_or(1, |s| s.count))
-                    .max()
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0)
-    };
     wait_until("AllocationFailed for stuck", || async {
-        failed(events.clone()).await >= 1
+        event_count(&events, "AllocationFailed").await >= 1
     })
     .await;
     // Touch the stuck Service: a second identical Event (series, a patch).
@@ -894,7 +905,7 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
         .await
         .unwrap_or_else(|error| panic!("touch: {error}"));
     wait_until("AllocationFailed repeated", || async {
-        failed(events.clone()).await >= 2
+        event_count(&events, "AllocationFailed").await >= 2
     })
     .await;
     wait_until("pool status written", || async {
@@ -916,10 +927,7 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
         &metallb("ConfigurationState", "configurationstates"),
     );
     wait_until("ConfigurationState controller written", || async {
-        configuration_states
-            .get("controller")
-            .await
-            .is_ok_and(|state| state.data["status"]["result"] == "Valid")
+        configuration_state_valid(&configuration_states, "controller").await
     })
     .await;
     let controller_metrics = families(&controller.render_metrics());
@@ -977,33 +985,12 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
         }
         count
     };
-    let speaker_state = metallb_api(
-        &admin,
-        &metallb("ConfigurationState", "configurationstates"),
-    );
-    let speaker_events = || async {
-        events
-            .list(&Default::default())
-            .await
-            .map(|list| {
-                list.items
-                    .iter()
-                    .filter(|e| e.reason.as_deref() == Some("nodeAssigned"))
-                    .map(|e| e.series.as_ref().map_or(1, |s| s.count))
-                    .max()
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0)
-    };
     wait_until("ServiceL2Status and ServiceBGPStatus written", || async {
         status_count().await == 2
     })
     .await;
     wait_until("ConfigurationState speaker-node-a written", || async {
-        speaker_state
-            .get("speaker-node-a")
-            .await
-            .is_ok_and(|state| state.data["status"]["result"] == "Valid")
+        configuration_state_valid(&configuration_states, "speaker-node-a").await
     })
     .await;
     // Endpoints gone: withdraw, status deleted; back: announced again, a repeated Event.
@@ -1017,7 +1004,7 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
     .await;
     create(&slices, "slice", slice).await;
     wait_until("announced again", || async {
-        status_count().await == 2 && speaker_events().await >= 2
+        status_count().await == 2 && event_count(&events, "nodeAssigned").await >= 2
     })
     .await;
     // The speaker's Lease is created, then renewed (an update) every second.
