@@ -2,12 +2,15 @@
 //! the `k8s-openapi` types (pure functions, tested with object builders).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::IpAddr;
 
 use ironlb_labels::Labels;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+/// A Service's `namespace/name`: the allocator's key, so that both crates name a Service with
+/// one type (same fields, order and `Display`).
+pub use ironlb_alloc::ServiceKey;
 
 /// The label that names an EndpointSlice's Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -18,31 +21,6 @@ const ALLOW_SHARED_IP_ANNOTATIONS: [&str; 2] = [
     "metallb.io/allow-shared-ip",
     "metallb.universe.tf/allow-shared-ip",
 ];
-
-/// A Service's `namespace/name`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceKey {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl ServiceKey {
-    /// `namespace/name`.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// What the decisions need from a `type: LoadBalancer` Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
