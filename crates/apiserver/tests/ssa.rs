@@ -391,6 +391,40 @@ async fn status_writes_resets_and_refusals() {
     assert!(reset.metadata.managed_fields.is_none(), "{reset:?}");
     assert_ne!(reset.resource_version(), kept.resource_version());
 
+    // A PUT may carry valid entries (a restore); invalid ones leave the live entries alone.
+    let mut restored = serde_json::to_value(&reset).unwrap_or_default();
+    restored["metadata"]["managedFields"] = json!([{"manager": "restored", "operation": "Update",
+        "apiVersion": "v1", "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:spec": {"f:ports": {}}}}]);
+    let put = common::raw(
+        &handle,
+        "PUT",
+        "/api/v1/namespaces/default/services/web",
+        &[("Content-Type", "application/json")],
+        restored.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(
+        put.json()["metadata"]["managedFields"],
+        restored["metadata"]["managedFields"]
+    );
+    let mut bogus = put.json();
+    bogus["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Bogus"}]);
+    let put = common::raw(
+        &handle,
+        "PUT",
+        "/api/v1/namespaces/default/services/web",
+        &[("Content-Type", "application/json")],
+        bogus.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(
+        put.json()["metadata"]["managedFields"],
+        restored["metadata"]["managedFields"]
+    );
+
     // A custom resource: fields by its schema, `f:spec` itself a member on create.
     let pools: Api<kube::core::DynamicObject> = Api::namespaced_with(
         client.clone(),
