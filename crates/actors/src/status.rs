@@ -313,6 +313,26 @@ fn join_or(items: &[String], empty: &str) -> String {
     }
 }
 
+/// One line per node announcing a Service IP with `protocol`: the node, what it announces
+/// `via` (`none` when the list is empty) and since when.
+fn write_announcers(
+    out: &mut String,
+    protocol: &str,
+    via: &str,
+    none: &str,
+    announcers: &[Announcer],
+) {
+    for announcer in announcers {
+        let _ = writeln!(
+            out,
+            "  {protocol:<8}node {}  {via} {}  since {}",
+            announcer.node,
+            join_or(&announcer.via, none),
+            announcer.since.as_deref().unwrap_or("?")
+        );
+    }
+}
+
 /// The report: one block per Service IP, then the configuration states and the gossip view.
 pub fn render(inputs: &StatusInputs) -> String {
     let mut out = String::new();
@@ -331,15 +351,7 @@ pub fn render(inputs: &StatusInputs) -> String {
         }
         for ip in ips {
             let _ = writeln!(out, "{ip}  {service}");
-            for a in layer2 {
-                let _ = writeln!(
-                    out,
-                    "  layer2  node {}  interfaces {}  since {}",
-                    a.node,
-                    join_or(&a.via, "all"),
-                    a.since.as_deref().unwrap_or("?")
-                );
-            }
+            write_announcers(&mut out, "layer2", "interfaces", "all", layer2);
             if layer2.len() > 1 {
                 let nodes: Vec<&str> = layer2.iter().map(|a| a.node.as_str()).collect();
                 let _ = writeln!(
@@ -349,15 +361,7 @@ pub fn render(inputs: &StatusInputs) -> String {
                     nodes.join(", ")
                 );
             }
-            for a in bgp {
-                let _ = writeln!(
-                    out,
-                    "  bgp     node {}  peers {}  since {}",
-                    a.node,
-                    join_or(&a.via, "-"),
-                    a.since.as_deref().unwrap_or("?")
-                );
-            }
+            write_announcers(&mut out, "bgp", "peers", "-", bgp);
             if layer2.is_empty() && bgp.is_empty() {
                 let _ = writeln!(out, "  not announced by any node");
             }
@@ -468,4 +472,56 @@ pub fn render(inputs: &StatusInputs) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{write_announcers, Announcer};
+
+    fn announcer(node: &str, via: &[&str], since: Option<&str>) -> Announcer {
+        Announcer {
+            node: node.to_owned(),
+            via: via.iter().map(|v| (*v).to_owned()).collect(),
+            since: since.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn announcer_lines_keep_their_columns() {
+        let cases = [
+            (
+                "layer2",
+                "interfaces",
+                "all",
+                announcer("node-a", &[], Some("2026-01-01T00:00:00Z")),
+                "  layer2  node node-a  interfaces all  since 2026-01-01T00:00:00Z\n",
+            ),
+            (
+                "layer2",
+                "interfaces",
+                "all",
+                announcer("node-b", &["eth0", "eth1"], None),
+                "  layer2  node node-b  interfaces eth0,eth1  since ?\n",
+            ),
+            (
+                "bgp",
+                "peers",
+                "-",
+                announcer("node-c", &[], None),
+                "  bgp     node node-c  peers -  since ?\n",
+            ),
+            (
+                "bgp",
+                "peers",
+                "-",
+                announcer("node-c", &["router"], Some("2026-01-02T00:00:00Z")),
+                "  bgp     node node-c  peers router  since 2026-01-02T00:00:00Z\n",
+            ),
+        ];
+        for (protocol, via, none, announcer, want) in cases {
+            let mut out = String::new();
+            write_announcers(&mut out, protocol, via, none, &[announcer]);
+            assert_eq!(out, want, "{protocol}");
+        }
+    }
 }
