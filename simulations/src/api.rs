@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use ironlb_actors::cluster::Snapshot;
-use ironlb_actors::model::{Endpoints, NodeInfo, ServiceInfo, EXCLUDE_LB_LABEL};
+use ironlb_actors::cluster::{Snapshot, SpeakerLease};
+use ironlb_actors::model::{Endpoints, NodeInfo, ServiceInfo, ServiceKey, EXCLUDE_LB_LABEL};
 use ironlb_api::config::Config;
 use ironlb_controller::ipam::ControllerConfig;
 use ironlb_controller::view::{DesiredStatus, ANNOTATION_ALLOCATED_FROM_POOL};
@@ -98,7 +98,15 @@ pub struct Api {
     pub config: Arc<Config>,
     /// What the controller gets of it.
     pub controller_config: ControllerConfig,
-    snapshot: Option<(u64, Arc<Snapshot>)>,
+    /// The speakers' Leases `ironlb-speaker-<node>`, by node name.
+    pub leases: BTreeMap<String, SpeakerLease>,
+    /// The `ServiceL2Status` objects: the nodes holding one, by Service.
+    pub l2_statuses: BTreeMap<ServiceKey, BTreeSet<String>>,
+    /// Grows on every Lease or `ServiceL2Status` change (kept apart from [`Self::revision`], which
+    /// the checkers use to tell whether a speaker has seen the latest Services and
+    /// configuration: a Lease renewal changes neither).
+    pub objects_revision: u64,
+    snapshot: Option<((u64, u64), Arc<Snapshot>)>,
 }
 
 /// The configuration did not parse (a simulator bug: it writes the YAML itself).
@@ -125,6 +133,9 @@ impl Api {
             pool_set: 0,
             config,
             controller_config,
+            leases: BTreeMap::new(),
+            l2_statuses: BTreeMap::new(),
+            objects_revision: 1,
             snapshot: None,
         })
     }
@@ -236,10 +247,54 @@ impl Api {
         true
     }
 
+    /// Renews (or creates) the Lease of `node`, as the speaker's `renew_lease` does.
+    pub fn renew_lease(&mut self, node: &str, renewed_unix_micros: i64, alive_members: u32) {
+        self.leases.insert(
+            node.to_owned(),
+            SpeakerLease {
+                renewed_unix_micros,
+                alive_members,
+            },
+        );
+        self.objects_revision += 1;
+    }
+
+    /// Creates (`present`) or deletes the `ServiceL2Status` of `node` for `service`. Returns
+    /// whether anything changed.
+    pub fn write_l2_status(&mut self, node: &str, service: &ServiceKey, present: bool) -> bool {
+        let changed = if present {
+            self.l2_statuses
+                .entry(service.clone())
+                .or_default()
+                .insert(node.to_owned())
+        } else {
+            let removed = self
+                .l2_statuses
+                .get_mut(service)
+                .is_some_and(|holders| holders.remove(node));
+            self.l2_statuses.retain(|_, holders| !holders.is_empty());
+            removed
+        };
+        if changed {
+            self.objects_revision += 1;
+        }
+        changed
+    }
+
+    /// The Services for which `node` holds a `ServiceL2Status`.
+    pub fn l2_statuses_of(&self, node: &str) -> Vec<ServiceKey> {
+        self.l2_statuses
+            .iter()
+            .filter(|(_, holders)| holders.contains(node))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// The speakers' view of the current revision (built once per revision).
     pub fn snapshot(&mut self) -> Arc<Snapshot> {
+        let current = (self.revision, self.objects_revision);
         if let Some((revision, snapshot)) = &self.snapshot {
-            if *revision == self.revision {
+            if *revision == current {
                 return snapshot.clone();
             }
         }
@@ -285,11 +340,10 @@ impl Api {
             endpoints,
             nodes,
             synced: true,
-            // No speaker Leases nor ServiceL2Status objects: the partition rule needs the wall
-            // clock and is off in the simulator (see the README).
-            ..Snapshot::default()
+            speaker_leases: self.leases.clone(),
+            l2_owners: self.l2_statuses.clone(),
         });
-        self.snapshot = Some((self.revision, snapshot.clone()));
+        self.snapshot = Some((current, snapshot.clone()));
         snapshot
     }
 

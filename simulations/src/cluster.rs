@@ -17,6 +17,7 @@ use ironlb_actors::bgp::{BgpAction, BgpCore};
 use ironlb_actors::cluster::Snapshot;
 use ironlb_actors::decide::{MemberView, Members, Options as SpeakerOptions};
 use ironlb_actors::layer2::{Action as L2Action, Layer2Core};
+use ironlb_actors::model::ServiceKey as L2Key;
 use ironlb_announce::bgp::session::{Action as SessionAction, Input as SessionInput, Session};
 use ironlb_announce::l2::proto::schedule::{
     Action as GarpAction, GratuitousSchedule, Input as GarpInput,
@@ -68,6 +69,43 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 pub const ROUTER_TICK: Duration = Duration::from_secs(1);
 /// A run stops after this many events (a runaway guard; a report notes it).
 pub const EVENTS_MAX: u64 = 200_000_000;
+/// How often a speaker renews its Lease `ironlb-speaker-<node>` (the actor tree's
+/// `LEASE_RENEW`).
+pub const LEASE_RENEW: Duration = Duration::from_secs(1);
+/// How long a `ServiceL2Status` change waits to be coalesced (the status writer's
+/// `STATUS_COALESCE`).
+pub const STATUS_COALESCE: Duration = Duration::from_millis(50);
+/// A failed status write is retried after this long (the status writer's retry).
+pub const STATUS_RETRY: Duration = Duration::from_secs(1);
+/// A (re)starting status writer adopts its earlier life's objects and deletes those nobody
+/// wants after this long.
+pub const STATUS_ADOPT_FLUSH: Duration = Duration::from_secs(2);
+/// The simulated wall clock's epoch (2026-01-01T00:00:00Z), in µs since the Unix epoch.
+pub const WALL_EPOCH_MICROS: i64 = 1_767_225_600_000_000;
+/// With clock drift, each node's wall clock is off by up to this much (NTP-disciplined wall
+/// clocks; the drift itself is applied to the nodes' monotonic timers).
+pub const WALL_OFFSET_MAX: Duration = Duration::from_millis(50);
+/// Longest watch delivery delay of the simulated API server.
+pub const WATCH_DELAY_MAX: Duration = Duration::from_millis(20);
+/// Every node of a gossip partition has marked the other side inactive this long after the
+/// partition starts (SWIM on the LAN profile: a 40 ms probe round robin over at most 6 others,
+/// 12 ms probe timeout, about 120 ms of suspicion, one more gossip round to spread it; measured
+/// crash failover max 0.7 s with 10 % loss).
+pub const DETECTION_MAX: Duration = Duration::from_secs(1);
+/// The bound the partition rule guarantees on a split brain across a gossip partition while its
+/// preconditions hold (both owners reach the API, no other fault): every node has detected the
+/// partition ([`DETECTION_MAX`]); the winner's `ServiceL2Status` is written ([`STATUS_COALESCE`]
+/// then a watch delivery) and a Lease renewal carrying its new member count follows
+/// ([`LEASE_RENEW`]); one more renewal period, because the first may predate the loser's
+/// `inactive_since` by the two wall clocks' offset ([`WALL_OFFSET_MAX`] each) or the timers'
+/// drift; the watch brings it to the loser ([`WATCH_DELAY_MAX`]), which reconciles and withdraws.
+pub const SPLIT_BRAIN_BOUND: Duration = Duration::from_millis(
+    DETECTION_MAX.as_millis() as u64
+        + STATUS_COALESCE.as_millis() as u64
+        + 2 * WATCH_DELAY_MAX.as_millis() as u64
+        + 2 * LEASE_RENEW.as_millis() as u64
+        + 10,
+);
 
 /// What one seed produced.
 #[derive(Clone, Debug)]
@@ -90,6 +128,16 @@ pub struct Report {
     pub trace_hash: String,
     /// From the start of the quiet phase until the liveness checks passed (and kept passing).
     pub converged_after: Option<Duration>,
+    /// Each stretch during which one IP was answered by two or more nodes that a gossip
+    /// partition separated (one entry per IP and stretch).
+    pub partition_splits: Vec<Duration>,
+    /// Of those, the longest part during which the partition rule's preconditions held (every
+    /// answerer reaches the API, no fault started or ended): what [`SPLIT_BRAIN_BOUND`] bounds.
+    pub rule_split_max: Duration,
+    /// Stretches checked against [`SPLIT_BRAIN_BOUND`] (preconditions held).
+    pub rule_windows: u64,
+    /// Partition-rule yields (`PartitionYield` actions of the layer 2 cores).
+    pub partition_yields: u64,
 }
 
 impl Report {
@@ -149,6 +197,18 @@ enum Event {
     },
     Quiet,
     Probe,
+    LeaseRenew {
+        node: usize,
+        life: u64,
+    },
+    StatusFlush {
+        node: usize,
+        life: u64,
+    },
+    NodeApiBack {
+        node: usize,
+        loss: u64,
+    },
     BgpConnected {
         node: usize,
         connection: u64,
@@ -207,6 +267,32 @@ struct Node {
     wake_generation: u64,
     /// A takeover of this node's IPs before this instant is not counted as false.
     disturbed_until: Duration,
+    /// The node cannot reach the API server (its own fault, [`Fault::NodeApiLoss`]).
+    api_lost: bool,
+    /// Which loss (the `NodeApiBack` of an older one is ignored).
+    api_loss: u64,
+    /// Offset of this node's wall clock.
+    wall_offset_micros: i64,
+    /// The status writer's pending `ServiceL2Status` changes (true: create, false: delete).
+    status_pending: BTreeMap<L2Key, bool>,
+    /// A status flush is scheduled.
+    status_flush_scheduled: bool,
+    /// The `ServiceL2Status` objects the status writer knows by name (adopted at start or
+    /// created since): as the real writer, it can delete only those.
+    status_names: BTreeSet<L2Key>,
+}
+
+/// One IP answered by two or more nodes.
+#[derive(Clone, Debug)]
+struct Split {
+    /// When it started.
+    since: Duration,
+    /// Start of the current stretch without disturbance.
+    stable_since: Duration,
+    /// The last set of two or more answerers.
+    nodes: BTreeSet<usize>,
+    /// A gossip partition separated some of the answerers at some point.
+    across: bool,
 }
 
 struct Controller {
@@ -253,6 +339,8 @@ pub struct Sim {
     trace: Trace,
     report: Report,
     converged_since: Option<Duration>,
+    splits: BTreeMap<IpAddr, Split>,
+    api_loss_counter: u64,
 }
 
 impl std::fmt::Debug for Sim {
@@ -310,7 +398,12 @@ impl Sim {
             } else {
                 0
             };
-            nodes.push(Node::new(name, node_addr(index), false, ppm));
+            let mut node = Node::new(name, node_addr(index), false, ppm);
+            if drift > 0 {
+                let offset = WALL_OFFSET_MAX.as_micros() as i64;
+                node.wall_offset_micros = rng.random_range(-offset..=offset);
+            }
+            nodes.push(node);
         }
         if options.has(Fault::WrongKey) {
             nodes.push(Node::new("intruder".to_owned(), node_addr(250), true, 0));
@@ -341,6 +434,10 @@ impl Sim {
             simulated: Duration::ZERO,
             trace_hash: String::new(),
             converged_after: None,
+            partition_splits: Vec::new(),
+            rule_split_max: Duration::ZERO,
+            rule_windows: 0,
+            partition_yields: 0,
         };
         Ok(Self {
             loss_per_mille: options.loss_per_mille,
@@ -383,6 +480,8 @@ impl Sim {
             trace: Trace::new(print),
             report,
             converged_since: None,
+            splits: BTreeMap::new(),
+            api_loss_counter: 0,
         })
     }
 
@@ -555,6 +654,7 @@ impl Sim {
             Event::Restart { node } => self.boot(node),
             Event::Unpause { node, life } => {
                 if self.node_current(node, life) {
+                    self.disturb();
                     self.trace.line(self.now, &format!("node-{node} resumed"));
                     self.nodes[node].disturbed_until = self.now + DISTURBANCE_GRACE;
                     self.refresh_answers(node);
@@ -564,6 +664,35 @@ impl Sim {
             Event::ApiBack { outage } => {
                 if outage == self.outage_counter && !self.api.available {
                     self.api_up();
+                }
+            }
+            Event::NodeApiBack { node, loss } => {
+                if self
+                    .nodes
+                    .get(node)
+                    .is_some_and(|n| n.api_lost && n.api_loss == loss)
+                {
+                    self.node_api_back(node);
+                }
+            }
+            Event::LeaseRenew { node, life } => {
+                if self.node_current(node, life) {
+                    if self.paused(node) {
+                        let at = self.nodes[node].paused_until;
+                        self.push(at, Event::LeaseRenew { node, life });
+                    } else {
+                        self.renew_lease(node, life);
+                    }
+                }
+            }
+            Event::StatusFlush { node, life } => {
+                if self.node_current(node, life) {
+                    if self.paused(node) {
+                        let at = self.nodes[node].paused_until;
+                        self.push(at, Event::StatusFlush { node, life });
+                    } else {
+                        self.flush_statuses(node);
+                    }
                 }
             }
             Event::Quiet => self.quiet(),
@@ -679,6 +808,10 @@ impl Sim {
         if node.running {
             return;
         }
+        self.disturb();
+        let Some(node) = self.nodes.get_mut(index) else {
+            return;
+        };
         node.life += 1;
         // The driver's incarnation is the boot time in ms; it only grows.
         let boot_ms = local.duration_since(self.base).as_millis() as u64 + 1_000_000;
@@ -729,6 +862,9 @@ impl Sim {
         node.reconcile_pending = false;
         node.wake_at = None;
         node.disturbed_until = now + DISTURBANCE_GRACE;
+        node.status_pending.clear();
+        node.status_flush_scheduled = false;
+        node.status_names.clear();
         let life = node.life;
         let incarnation = node.incarnation;
         let seeds: Vec<SocketAddr> = (0..speakers)
@@ -747,6 +883,26 @@ impl Sim {
             let settle_at = self.global(index, local + SETTLE);
             self.push(settle_at, Event::Settle { node: index, life });
             self.schedule_delivery(Subscriber::Node(index));
+            // The cluster watch's Lease task renews at once, then every LEASE_RENEW.
+            self.push(now, Event::LeaseRenew { node: index, life });
+            // The status writer adopts its earlier life's ServiceL2Status objects and deletes
+            // those the announcer does not want again within STATUS_ADOPT_FLUSH. As the real
+            // writer, it lists them once: when the API server is out of reach then, they are
+            // never adopted (and stay, see the README's bugs found).
+            if self.api_reachable(index) {
+                let name = self.nodes[index].name.clone();
+                let adopted = self.api.l2_statuses_of(&name);
+                let node = &mut self.nodes[index];
+                for key in adopted {
+                    node.status_pending.insert(key.clone(), false);
+                    node.status_names.insert(key);
+                }
+                node.status_flush_scheduled = true;
+                self.push(
+                    now + STATUS_ADOPT_FLUSH,
+                    Event::StatusFlush { node: index, life },
+                );
+            }
         }
     }
 
@@ -772,6 +928,7 @@ impl Sim {
         if (missing == 0 && (others_active || !others_expected)) || now >= deadline {
             node.settled = true;
             let draining = node.leaving.is_some();
+            self.disturb();
             self.trace.line(now, &format!("node-{index} settled"));
             if !draining {
                 self.gossip_input(index, GossipInput::SetLeaving(false));
@@ -886,6 +1043,9 @@ impl Sim {
     fn reconcile(&mut self, index: usize) {
         let now = self.now;
         let local = self.local(index, now);
+        // The real speaker passes the wall clock: the partition rule is on.
+        let wall = self.options.lease_rule.then(|| self.wall_micros(index));
+        let ignore_leases = self.options.bug == Some(Bug::IgnoreLeases);
         let Some(node) = self.nodes.get_mut(index) else {
             return;
         };
@@ -897,7 +1057,17 @@ impl Sim {
             return;
         };
         let leaving = node.leaving.is_some();
-        let mut actions = node.layer2.reconcile(&snapshot, &node.members, leaving);
+        let l2_snapshot = if ignore_leases {
+            Arc::new(Snapshot {
+                speaker_leases: BTreeMap::new(),
+                ..(*snapshot).clone()
+            })
+        } else {
+            snapshot.clone()
+        };
+        let mut actions = node
+            .layer2
+            .reconcile_at(&l2_snapshot, &node.members, leaving, wall);
         let mut finished = false;
         if let Some(deadline) = node.leaving {
             if node.layer2.handover_done(&node.members) || now >= deadline {
@@ -952,18 +1122,35 @@ impl Sim {
             }
         }
         for action in later {
-            if let L2Action::Claims(claims) = action {
-                self.trace
-                    .line(now, &format!("node-{index} claims {claims:?}"));
-                let result = self
-                    .nodes
-                    .get_mut(index)
-                    .and_then(|n| n.membership.as_mut())
-                    .map(|m| m.set_claims(local, claims));
-                if let Some(Err(error)) = result {
-                    self.fail(now, format!("node-{index}: claims not published: {error}"));
+            match action {
+                L2Action::Claims(claims) => {
+                    self.trace
+                        .line(now, &format!("node-{index} claims {claims:?}"));
+                    let result = self
+                        .nodes
+                        .get_mut(index)
+                        .and_then(|n| n.membership.as_mut())
+                        .map(|m| m.set_claims(local, claims));
+                    if let Some(Err(error)) = result {
+                        self.fail(now, format!("node-{index}: claims not published: {error}"));
+                    }
+                    self.drain_gossip(index);
                 }
-                self.drain_gossip(index);
+                L2Action::Status(key, status) => {
+                    // To the status writer: coalesced, written off the announcing path.
+                    if let Some(node) = self.nodes.get_mut(index) {
+                        node.status_pending.insert(key, status.is_some());
+                    }
+                    self.schedule_status_flush(index, STATUS_COALESCE);
+                }
+                L2Action::PartitionYield { service, winner } => {
+                    self.report.partition_yields += 1;
+                    self.trace.line(
+                        now,
+                        &format!("node-{index} partition rule: yields {service} to {winner}"),
+                    );
+                }
+                L2Action::Assigned(..) | L2Action::Announce { .. } | L2Action::Withdraw { .. } => {}
             }
         }
         self.drain_garp(index);
@@ -1244,6 +1431,16 @@ impl Sim {
         if !node.running {
             return;
         }
+        self.disturb();
+        if !crash {
+            // A planned shutdown flushes the last status writes (the writer's FlushNow).
+            self.flush_statuses(index);
+        }
+        let Some(node) = self.nodes.get_mut(index) else {
+            return;
+        };
+        node.status_pending.clear();
+        node.status_flush_scheduled = false;
         node.running = false;
         node.membership = None;
         node.wake_at = None;
@@ -1291,6 +1488,7 @@ impl Sim {
             self.answerers.entry(ip).or_default().insert(index);
         }
         self.answerers.retain(|_, set| !set.is_empty());
+        self.track_splits();
         let split = self.answerers.values().any(|set| set.len() > 1);
         match (split, self.split_since) {
             (true, None) => self.split_since = Some(now),
@@ -1299,6 +1497,215 @@ impl Sim {
                 self.split_since = None;
             }
             _ => {}
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The partition rule: Leases, ServiceL2Status and the split-brain checker
+
+    /// Node `index`'s wall clock in µs since the Unix epoch (NTP-disciplined: global time plus
+    /// a fixed offset).
+    fn wall_micros(&self, index: usize) -> i64 {
+        let offset = self.nodes.get(index).map_or(0, |n| n.wall_offset_micros);
+        WALL_EPOCH_MICROS + self.now.as_micros() as i64 + offset
+    }
+
+    /// Whether node `index` reaches the API server.
+    fn api_reachable(&self, index: usize) -> bool {
+        self.api.available && self.nodes.get(index).is_some_and(|n| !n.api_lost)
+    }
+
+    /// The cluster watch's Lease task: renew `ironlb-speaker-<node>` with the count of active
+    /// members (itself included), then again [`LEASE_RENEW`] later on the node's clock. A failed
+    /// renewal waits for the next tick.
+    fn renew_lease(&mut self, index: usize, life: u64) {
+        let reachable = self.api_reachable(index);
+        let wall = self.wall_micros(index);
+        let Some(node) = self.nodes.get(index) else {
+            return;
+        };
+        let alive = node.members.as_ref().map_or(1, |view| {
+            1 + view
+                .iter()
+                .filter(|(name, m)| **name != node.name && m.active)
+                .count()
+        });
+        let alive = u32::try_from(alive).unwrap_or(u32::MAX);
+        if reachable {
+            let name = node.name.clone();
+            self.api.renew_lease(&name, wall, alive);
+            self.trace
+                .raw(self.now, 4, &[index as u64, u64::from(alive), wall as u64]);
+            self.objects_changed();
+        }
+        let local = self.local(index, self.now);
+        let next = self.global(index, local + LEASE_RENEW);
+        self.push(next, Event::LeaseRenew { node: index, life });
+    }
+
+    fn schedule_status_flush(&mut self, index: usize, delay: Duration) {
+        let now = self.now;
+        let Some(node) = self.nodes.get_mut(index) else {
+            return;
+        };
+        if node.status_flush_scheduled || !node.running {
+            return;
+        }
+        node.status_flush_scheduled = true;
+        let life = node.life;
+        self.push(now + delay, Event::StatusFlush { node: index, life });
+    }
+
+    /// The status writer's flush: every pending `ServiceL2Status` change is written, or kept and
+    /// retried after [`STATUS_RETRY`] when the API server is out of reach.
+    fn flush_statuses(&mut self, index: usize) {
+        let now = self.now;
+        let reachable = self.api_reachable(index);
+        let Some(node) = self.nodes.get_mut(index) else {
+            return;
+        };
+        node.status_flush_scheduled = false;
+        if node.status_pending.is_empty() {
+            return;
+        }
+        if !reachable {
+            self.schedule_status_flush(index, STATUS_RETRY);
+            return;
+        }
+        let pending = std::mem::take(&mut node.status_pending);
+        let name = node.name.clone();
+        let mut changed = false;
+        for (key, present) in pending {
+            // Deleting an object whose name the writer does not know does nothing.
+            let known = node.status_names.contains(&key);
+            if present {
+                node.status_names.insert(key.clone());
+            } else {
+                node.status_names.remove(&key);
+                if !known {
+                    continue;
+                }
+            }
+            if self.api.write_l2_status(&name, &key, present) {
+                changed = true;
+                let verb = if present { "write" } else { "delete" };
+                self.trace
+                    .line(now, &format!("node-{index} {verb} ServiceL2Status {key}"));
+            }
+        }
+        if changed {
+            self.objects_changed();
+        }
+    }
+
+    /// A Lease or a `ServiceL2Status` changed: the speakers' watches deliver it (the
+    /// controller does not watch them).
+    fn objects_changed(&mut self) {
+        for index in 0..self.speakers {
+            self.schedule_delivery(Subscriber::Node(index));
+        }
+    }
+
+    fn node_api_back(&mut self, index: usize) {
+        self.disturb();
+        if let Some(node) = self.nodes.get_mut(index) {
+            node.api_lost = false;
+        }
+        self.trace.line(
+            self.now,
+            &format!("node-{index} reaches the api server again"),
+        );
+        self.schedule_delivery(Subscriber::Node(index));
+    }
+
+    /// Whether a gossip partition separates two of `nodes` (in either direction).
+    fn separated(&self, nodes: &BTreeSet<usize>) -> bool {
+        nodes
+            .iter()
+            .any(|a| nodes.iter().any(|b| a != b && self.blocked(*a, *b)))
+    }
+
+    /// Whether the partition rule's preconditions hold for `nodes` now: the rule is on, a gossip
+    /// partition separates them and each reaches the API server.
+    fn rule_applies(&self, nodes: &BTreeSet<usize>) -> bool {
+        self.options.lease_rule
+            && self.separated(nodes)
+            && nodes.iter().all(|i| self.api_reachable(*i))
+    }
+
+    /// Follows every IP answered by two or more nodes (called whenever answers change).
+    fn track_splits(&mut self) {
+        let now = self.now;
+        let closed: Vec<IpAddr> = self
+            .splits
+            .keys()
+            .filter(|ip| self.answerers.get(*ip).is_none_or(|set| set.len() < 2))
+            .copied()
+            .collect();
+        for ip in closed {
+            self.check_split(ip);
+            if let Some(split) = self.splits.remove(&ip) {
+                if split.across {
+                    self.report.partition_splits.push(now - split.since);
+                }
+            }
+        }
+        let open: Vec<(IpAddr, BTreeSet<usize>)> = self
+            .answerers
+            .iter()
+            .filter(|(_, set)| set.len() > 1)
+            .map(|(ip, set)| (*ip, set.clone()))
+            .collect();
+        for (ip, nodes) in open {
+            let across = self.separated(&nodes);
+            let split = self.splits.entry(ip).or_insert(Split {
+                since: now,
+                stable_since: now,
+                nodes: BTreeSet::new(),
+                across: false,
+            });
+            split.across |= across;
+            split.nodes = nodes;
+        }
+    }
+
+    /// Ends the current stretch of `ip`'s split brain: when the partition rule applied to it
+    /// throughout, it must not have lasted longer than [`SPLIT_BRAIN_BOUND`].
+    fn check_split(&mut self, ip: IpAddr) {
+        let now = self.now;
+        let Some(split) = self.splits.get(&ip) else {
+            return;
+        };
+        let stretch = now - split.stable_since;
+        if !self.rule_applies(&split.nodes) {
+            return;
+        }
+        let nodes = split.nodes.clone();
+        self.report.rule_windows += 1;
+        self.report.rule_split_max = self.report.rule_split_max.max(stretch);
+        if stretch > SPLIT_BRAIN_BOUND {
+            let names: Vec<String> = nodes.iter().map(|i| format!("node-{i}")).collect();
+            self.fail(
+                now,
+                format!(
+                    "safety: split brain on {ip} between {names:?} across a gossip partition for {:.3}s with the API reachable and no other fault (the partition rule bounds it to {:.3}s)",
+                    stretch.as_secs_f64(),
+                    SPLIT_BRAIN_BOUND.as_secs_f64()
+                ),
+            );
+        }
+    }
+
+    /// A fault starts or ends (or a node boots or settles): every open split-brain stretch is
+    /// checked and a new one starts now. Call before changing the world.
+    fn disturb(&mut self) {
+        let now = self.now;
+        let ips: Vec<IpAddr> = self.splits.keys().copied().collect();
+        for ip in ips {
+            self.check_split(ip);
+            if let Some(split) = self.splits.get_mut(&ip) {
+                split.stable_since = now;
+            }
         }
     }
 
@@ -1514,7 +1921,7 @@ impl Sim {
         }
         let pending = match subscriber {
             Subscriber::Node(index) => match self.nodes.get_mut(index) {
-                Some(node) if node.running => &mut node.api_pending,
+                Some(node) if node.running && !node.api_lost => &mut node.api_pending,
                 _ => return,
             },
             Subscriber::Controller => {
@@ -1528,7 +1935,10 @@ impl Sim {
             return;
         }
         *pending = true;
-        let delay = Duration::from_micros(self.rng.random_range(1_000..20_000));
+        let delay = Duration::from_micros(
+            self.rng
+                .random_range(1_000..WATCH_DELAY_MAX.as_micros() as u64),
+        );
         self.push(self.now + delay, Event::ApiDeliver(subscriber));
     }
 
@@ -1539,7 +1949,7 @@ impl Sim {
                     return;
                 };
                 node.api_pending = false;
-                if !node.running || !self.api.available {
+                if !node.running || !self.api.available || node.api_lost {
                     return;
                 }
                 if node.paused_until > self.now {
@@ -1598,7 +2008,7 @@ impl Sim {
         }
         let mut present = BTreeSet::new();
         for service in self.api.services.values() {
-            let Ok(view) = ServiceView::from_service(service.object.clone()) else {
+            let Ok(view) = ServiceView::from_service(service.object.service_arg()) else {
                 continue;
             };
             present.insert(view.key.clone());
@@ -1684,11 +2094,13 @@ impl Sim {
             self.schedule_flush(self.now + delay);
         }
         if changed {
+            self.disturb();
             self.api_changed();
         }
     }
 
     fn api_up(&mut self) {
+        self.disturb();
         self.api.available = true;
         self.trace.line(self.now, "api server back");
         self.api_changed();
@@ -1711,6 +2123,7 @@ impl Sim {
                     | Fault::PoolChurn
                     | Fault::ControllerRestart
                     | Fault::Drain
+                    | Fault::NodeApiLoss
             )
         })
     }
@@ -1778,6 +2191,7 @@ impl Sim {
                     return;
                 };
                 let pause = Duration::from_millis(self.rng.random_range(50..3_000));
+                self.disturb();
                 self.trace
                     .line(now, &format!("fault pause node-{victim} for {pause:?}"));
                 let node = &mut self.nodes[victim];
@@ -1805,6 +2219,7 @@ impl Sim {
                         }
                     }
                 }
+                self.disturb();
                 self.partition_counter += 1;
                 let id = self.partition_counter;
                 let heal = Duration::from_millis(self.rng.random_range(1_000..15_000));
@@ -1824,6 +2239,7 @@ impl Sim {
                 let length = Duration::from_millis(self.rng.random_range(1_000..20_000));
                 self.trace
                     .line(now, &format!("fault api outage for {length:?}"));
+                self.disturb();
                 self.api.available = false;
                 self.push(now + length, Event::ApiBack { outage });
             }
@@ -1836,6 +2252,7 @@ impl Sim {
                     % POOL_SETS.len();
                 self.trace
                     .line(now, &format!("fault pools -> {:?}", POOL_SETS[set]));
+                self.disturb();
                 if let Err(error) = self.api.set_pools(set) {
                     self.fail(now, error.to_string());
                     return;
@@ -1861,6 +2278,7 @@ impl Sim {
                     return;
                 }
                 self.trace.line(now, &format!("fault drain node-{victim}"));
+                self.disturb();
                 let node = &mut self.nodes[victim];
                 node.leaving = Some(now + SHUTDOWN_GRACE);
                 let life = node.life;
@@ -1870,6 +2288,26 @@ impl Sim {
                     now + HANDOVER_TICK,
                     Event::HandoverTick { node: victim, life },
                 );
+            }
+            Fault::NodeApiLoss => {
+                let Some(victim) = self.random_running() else {
+                    return;
+                };
+                if self.nodes[victim].api_lost {
+                    return;
+                }
+                let length = Duration::from_millis(self.rng.random_range(1_000..20_000));
+                self.trace.line(
+                    now,
+                    &format!("fault node-{victim} loses the api server for {length:?}"),
+                );
+                self.disturb();
+                self.api_loss_counter += 1;
+                let loss = self.api_loss_counter;
+                let node = &mut self.nodes[victim];
+                node.api_lost = true;
+                node.api_loss = loss;
+                self.push(now + length, Event::NodeApiBack { node: victim, loss });
             }
             Fault::Loss | Fault::Delay | Fault::Duplicate | Fault::ClockDrift | Fault::WrongKey => {
             }
@@ -1881,6 +2319,7 @@ impl Sim {
             return;
         }
         let now = self.now;
+        self.disturb();
         let names: Vec<String> = self.api.services.keys().cloned().collect();
         let choice = self.rng.random_range(0..4);
         match (choice, names.is_empty()) {
@@ -1919,6 +2358,9 @@ impl Sim {
     }
 
     fn heal(&mut self, partition: u64) {
+        if self.partitions.contains_key(&partition) {
+            self.disturb();
+        }
         if let Some(pairs) = self.partitions.remove(&partition) {
             let until = self.now + DISTURBANCE_GRACE;
             for (a, b) in pairs {
@@ -1945,6 +2387,11 @@ impl Sim {
         self.delay_max = Duration::ZERO;
         if !self.api.available {
             self.api_up();
+        }
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].api_lost {
+                self.node_api_back(index);
+            }
         }
         if self.controller.core.is_none() {
             self.start_controller();
@@ -2154,9 +2601,42 @@ impl Sim {
         if let Some(since) = self.split_since.take() {
             self.report.split_brain += now - since;
         }
+        let open: Vec<IpAddr> = self.splits.keys().copied().collect();
+        for ip in open {
+            self.check_split(ip);
+            if let Some(split) = self.splits.remove(&ip) {
+                if split.across {
+                    self.report.partition_splits.push(now - split.since);
+                }
+            }
+        }
         let problems = self.liveness_problems();
         for problem in problems {
             self.fail(now, format!("liveness: {problem}"));
+        }
+        for index in 0..self.speakers {
+            let node = &self.nodes[index];
+            if !node.running || !self.trace.printing() {
+                continue;
+            }
+            let states: Vec<String> = node
+                .layer2
+                .services()
+                .iter()
+                .map(|(key, s)| format!("{key}: {:?} {:?}", s.reason, s.owner))
+                .collect();
+            println!(
+                "end state node-{index}: settled {} leaving {:?} api_seen {} layer 2 {states:?} members {:?}",
+                node.settled, node.leaving, node.api_seen, node.members
+            );
+            if let Some(membership) = node.membership.as_ref() {
+                for member in membership.members() {
+                    println!(
+                        "  node-{index} member {:?} {:?} {:?}",
+                        member.id, member.liveness, member.state
+                    );
+                }
+            }
         }
         let line = format!(
             "end state: arp answerers {:?} router next hops {:?}",
@@ -2168,11 +2648,13 @@ impl Sim {
             .converged_since
             .map(|since| since.saturating_sub(self.options.fault_phase));
         let line = format!(
-            "end: failures {} failovers {} false takeovers {} split brain {:?}",
+            "end: failures {} failovers {} false takeovers {} split brain {:?} across partitions {:?} partition yields {}",
             self.report.failures.len(),
             self.report.failovers.len(),
             self.report.false_takeovers,
-            self.report.split_brain
+            self.report.split_brain,
+            self.report.partition_splits,
+            self.report.partition_yields
         );
         self.trace.line(now, &line);
     }
@@ -2205,7 +2687,34 @@ impl Node {
             wake_at: None,
             wake_generation: 0,
             disturbed_until: Duration::ZERO,
+            api_lost: false,
+            api_loss: 0,
+            wall_offset_micros: 0,
+            status_pending: BTreeMap::new(),
+            status_flush_scheduled: false,
+            status_names: BTreeSet::new(),
         }
+    }
+}
+
+/// `ServiceView::from_service` takes an `Arc<Service>` at the last commit of `ironlb-controller`
+/// and a `&Service` in H1's change in progress; this picks whichever the signature asks for, so
+/// the simulator builds on both sides of that change.
+trait ServiceArg<'a, T> {
+    fn service_arg(&'a self) -> T;
+}
+
+impl<'a> ServiceArg<'a, &'a k8s_openapi::api::core::v1::Service>
+    for Arc<k8s_openapi::api::core::v1::Service>
+{
+    fn service_arg(&'a self) -> &'a k8s_openapi::api::core::v1::Service {
+        self
+    }
+}
+
+impl ServiceArg<'_, Self> for Arc<k8s_openapi::api::core::v1::Service> {
+    fn service_arg(&self) -> Self {
+        self.clone()
     }
 }
 

@@ -43,9 +43,13 @@ struct Args {
     /// Loss in per mille when `loss` is among the faults.
     #[arg(long)]
     loss_per_mille: Option<u32>,
-    /// Inject a bug: ignore-claims or accept-any-key.
+    /// Inject a bug: ignore-claims, accept-any-key or ignore-leases.
     #[arg(long)]
     inject_bug: Option<Bug>,
+    /// Turn the speakers' partition rule off (the layer 2 core gets no wall clock), to compare
+    /// split brain across gossip partitions with and without it; its bound is then not asserted.
+    #[arg(long)]
+    no_lease_rule: bool,
     /// Worker threads (default: the available parallelism).
     #[arg(long)]
     jobs: Option<usize>,
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         loss_per_mille: args.loss_per_mille,
         liveness_phase: args.quiet_seconds.map(Duration::from_secs),
         bug: args.inject_bug,
+        no_lease_rule: args.no_lease_rule,
     };
     if let Some(seed) = args.seed {
         let start = std::time::Instant::now();
@@ -98,6 +103,13 @@ fn main() -> ExitCode {
         println!(
             "failovers {:?} false takeovers {} split brain {:?}",
             report.failovers, report.false_takeovers, report.split_brain
+        );
+        println!(
+            "split brains across partitions {:?}; partition-rule stretches {} longest {:?}; yields {}",
+            report.partition_splits,
+            report.rule_windows,
+            report.rule_split_max,
+            report.partition_yields
         );
         println!("trace-hash: {}", report.trace_hash);
         if report.passed() {

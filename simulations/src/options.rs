@@ -40,11 +40,15 @@ pub enum Fault {
     ControllerRestart,
     /// A node hands its IPs over (SIGTERM) and restarts.
     Drain,
+    /// One node loses the API server (its watches stall, its Lease renewals and status writes
+    /// fail) while gossip still reaches it; with `partition` in the same seed, a node can lose
+    /// both.
+    NodeApiLoss,
 }
 
 impl Fault {
     /// Every fault, in a fixed order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Crash,
         Self::Pause,
         Self::Loss,
@@ -59,6 +63,7 @@ impl Fault {
         Self::WrongKey,
         Self::ControllerRestart,
         Self::Drain,
+        Self::NodeApiLoss,
     ];
 
     /// The name used on the command line and in reports.
@@ -78,6 +83,7 @@ impl Fault {
             Self::WrongKey => "wrong-key",
             Self::ControllerRestart => "controller-restart",
             Self::Drain => "drain",
+            Self::NodeApiLoss => "node-api-loss",
         }
     }
 }
@@ -90,7 +96,7 @@ impl fmt::Display for Fault {
 
 /// A fault name that is not known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?} (known: crash, pause, loss, delay, duplicate, partition, asymmetric, drift, api-outage, service-churn, pool-churn, wrong-key, controller-restart, drain)")]
+#[error("unknown fault {0:?} (known: crash, pause, loss, delay, duplicate, partition, asymmetric, drift, api-outage, service-churn, pool-churn, wrong-key, controller-restart, drain, node-api-loss)")]
 pub struct UnknownFault(pub String);
 
 impl FromStr for Fault {
@@ -114,6 +120,10 @@ pub enum Bug {
     /// Datagrams sealed with a wrong key are re-sealed with the cluster key on delivery, as a
     /// transport that forgot to check the key would accept them.
     AcceptAnyKey,
+    /// The speaker glue hides the speakers' Leases from the layer 2 core: an owner never learns
+    /// that a holder on the other side of a gossip partition is alive, so the partition rule
+    /// never fires.
+    IgnoreLeases,
 }
 
 impl FromStr for Bug {
@@ -123,8 +133,9 @@ impl FromStr for Bug {
         match text {
             "ignore-claims" => Ok(Self::IgnoreClaims),
             "accept-any-key" => Ok(Self::AcceptAnyKey),
+            "ignore-leases" => Ok(Self::IgnoreLeases),
             other => Err(format!(
-                "unknown bug {other:?} (known: ignore-claims, accept-any-key)"
+                "unknown bug {other:?} (known: ignore-claims, accept-any-key, ignore-leases)"
             )),
         }
     }
@@ -135,6 +146,7 @@ impl fmt::Display for Bug {
         f.write_str(match self {
             Self::IgnoreClaims => "ignore-claims",
             Self::AcceptAnyKey => "accept-any-key",
+            Self::IgnoreLeases => "ignore-leases",
         })
     }
 }
@@ -154,6 +166,10 @@ pub struct Overrides {
     pub liveness_phase: Option<Duration>,
     /// A bug to inject.
     pub bug: Option<Bug>,
+    /// Turn the speakers' partition rule off (`--no-lease-rule`): the layer 2 core is called
+    /// without a wall clock, as when the API server is down; the split-brain bound is then
+    /// measured, not asserted.
+    pub no_lease_rule: bool,
 }
 
 /// The options of one seed.
@@ -183,6 +199,8 @@ pub struct Options {
     pub fault_interval: Duration,
     /// The injected bug.
     pub bug: Option<Bug>,
+    /// The speakers' partition rule (Leases and `ServiceL2Status`) is on.
+    pub lease_rule: bool,
 }
 
 impl Options {
@@ -237,6 +255,7 @@ impl Options {
             drift_ppm_max,
             fault_interval: Duration::from_millis(rng.random_range(500..=5_000)),
             bug: overrides.bug,
+            lease_rule: !overrides.no_lease_rule,
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::cluster::{Report, Sim};
+use crate::cluster::{Report, Sim, SPLIT_BRAIN_BOUND};
 use crate::options::{Options, Overrides};
 
 /// Runs one seed.
@@ -23,6 +23,10 @@ pub fn run_seed(seed: u64, overrides: &Overrides, print: bool) -> Report {
             simulated: Duration::ZERO,
             trace_hash: String::new(),
             converged_after: None,
+            partition_splits: Vec::new(),
+            rule_split_max: Duration::ZERO,
+            rule_windows: 0,
+            partition_yields: 0,
         },
     }
 }
@@ -60,6 +64,9 @@ pub fn replay_command(report: &Report, overrides: &Overrides) -> String {
     if let Some(bug) = overrides.bug {
         let _ = write!(command, " --inject-bug {bug}");
     }
+    if overrides.no_lease_rule {
+        command.push_str(" --no-lease-rule");
+    }
     command
 }
 
@@ -82,6 +89,16 @@ pub struct Summary {
     pub split_brain_max: Duration,
     /// Longest convergence after the faults stopped.
     pub converged_max: Duration,
+    /// Every split brain of one IP across a gossip partition.
+    pub partition_splits: Vec<Duration>,
+    /// Seeds with at least one.
+    pub seeds_with_partition_splits: u64,
+    /// Longest split-brain stretch while the partition rule's preconditions held.
+    pub rule_split_max: Duration,
+    /// Stretches checked against the bound.
+    pub rule_windows: u64,
+    /// Partition-rule yields.
+    pub partition_yields: u64,
     /// Events handled.
     pub events: u64,
     /// Simulated time.
@@ -100,6 +117,14 @@ impl Summary {
         }
         self.split_brain += report.split_brain;
         self.split_brain_max = self.split_brain_max.max(report.split_brain);
+        self.partition_splits
+            .extend(report.partition_splits.iter().copied());
+        if !report.partition_splits.is_empty() {
+            self.seeds_with_partition_splits += 1;
+        }
+        self.rule_split_max = self.rule_split_max.max(report.rule_split_max);
+        self.rule_windows += report.rule_windows;
+        self.partition_yields += report.partition_yields;
         if let Some(converged) = report.converged_after {
             self.converged_max = self.converged_max.max(converged);
         }
@@ -112,13 +137,12 @@ impl Summary {
 
     /// The `q` quantile (0..=1) of the failover times, in ms.
     pub fn failover_ms(&self, q: f64) -> Option<f64> {
-        let mut sorted = self.failovers.clone();
-        sorted.sort();
-        if sorted.is_empty() {
-            return None;
-        }
-        let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
-        sorted.get(rank - 1).map(|d| d.as_secs_f64() * 1000.0)
+        quantile_ms(&self.failovers, q)
+    }
+
+    /// The `q` quantile (0..=1) of the split brains across partitions, in ms.
+    pub fn partition_split_ms(&self, q: f64) -> Option<f64> {
+        quantile_ms(&self.partition_splits, q)
     }
 
     /// The summary table.
@@ -149,6 +173,37 @@ impl Summary {
                 format!("{:.3}", self.split_brain_max.as_secs_f64()),
             ),
             (
+                "split brains across partitions",
+                format!(
+                    "{} (in {} seeds)",
+                    self.partition_splits.len(),
+                    self.seeds_with_partition_splits
+                ),
+            ),
+            ("  each, p50 (sim ms)", ms(self.partition_split_ms(0.50))),
+            ("  each, p99 (sim ms)", ms(self.partition_split_ms(0.99))),
+            ("  each, max (sim ms)", ms(self.partition_split_ms(1.0))),
+            (
+                "  total (sim s)",
+                format!(
+                    "{:.3}",
+                    self.partition_splits.iter().sum::<Duration>().as_secs_f64()
+                ),
+            ),
+            (
+                "partition-rule stretches checked",
+                self.rule_windows.to_string(),
+            ),
+            (
+                "  longest (sim ms)",
+                format!(
+                    "{:.1} (bound {:.0})",
+                    self.rule_split_max.as_secs_f64() * 1000.0,
+                    SPLIT_BRAIN_BOUND.as_secs_f64() * 1000.0
+                ),
+            ),
+            ("partition-rule yields", self.partition_yields.to_string()),
+            (
                 "convergence after faults, max (sim s)",
                 format!("{:.0}", self.converged_max.as_secs_f64()),
             ),
@@ -168,6 +223,17 @@ impl Summary {
         }
         out
     }
+}
+
+/// The `q` quantile (0..=1) of `values`, in ms.
+fn quantile_ms(values: &[Duration], q: f64) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted.get(rank - 1).map(|d| d.as_secs_f64() * 1000.0)
 }
 
 /// Runs `count` seeds from `first` on `jobs` threads; `progress` prints a line per 100 seeds.

@@ -53,3 +53,27 @@ fn a_transport_that_skips_the_key_check_is_caught() {
     };
     assert!(run_seed(seed, &clean, false).passed());
 }
+
+#[test]
+fn a_partition_rule_that_ignores_leases_is_caught() {
+    // Partitions only, long enough for split brains to outlast the rule's bound.
+    let overrides = Overrides {
+        fault_phase: Some(Duration::from_secs(15)),
+        liveness_phase: Some(Duration::from_secs(10)),
+        faults: Some(BTreeSet::from([Fault::Partition])),
+        bug: Some(Bug::IgnoreLeases),
+        ..Overrides::default()
+    };
+    let (seed, failures) =
+        first_failure(&overrides, 100).expect("ignore-leases not caught within 100 seeds");
+    println!("ignore-leases caught by seed {seed}: {failures:?}");
+    assert!(
+        failures.iter().any(|f| f.contains("split brain")),
+        "{failures:?}"
+    );
+    let clean = Overrides {
+        bug: None,
+        ..overrides
+    };
+    assert!(run_seed(seed, &clean, false).passed());
+}
