@@ -6,9 +6,10 @@
 //! 1. Feed what the watches saw with [`Core::handle`]: [`Input::ServiceApplied`],
 //!    [`Input::ServiceDeleted`], [`Input::Config`], and once every watch has delivered its
 //!    initial list, [`Input::Synced`]. Handling only records; it is cheap.
-//! 2. Drain [`Core::poll_action`] until it returns `None`. The first call after new input runs
-//!    the pending work (converge the Services that changed, or all of them) and queues the
-//!    resulting [`Action`]s.
+//! 2. Drain [`Core::poll_action`] until it returns `None`. Pending work (converge the Services
+//!    that changed, or all of them) runs lazily, one Service at a time, whenever the queue of
+//!    [`Action`]s is empty: a full pass over 10,000 Services never holds more than one Service's
+//!    actions, so a caller that applies backpressure (a bounded channel) bounds the memory too.
 //!
 //! Nothing is converged before [`Input::Synced`] *and* a first valid configuration: a controller
 //! that has not yet seen every Service or any pool would otherwise clear or steal IPs.
@@ -34,7 +35,8 @@ use std::net::IpAddr;
 
 use crate::view::{DesiredStatus, FamilyPolicy, ServiceKey, ServiceView};
 
-/// How many reprocess-all rounds one drain may chain (each round can free IPs that start another).
+/// How many reprocess-all rounds may chain without new input (each round can free IPs that start
+/// another).
 pub const REPROCESS_ROUNDS_MAX: usize = 4;
 
 /// Address counters of one pool, as `IPAddressPool.status` and the allocator metrics show them.
@@ -263,12 +265,17 @@ pub struct Core<I: Ipam> {
     options: CoreOptions,
     /// The last configuration that parsed.
     config: Option<I::Config>,
-    /// Every Service the controller handles (class filter passed), by key.
-    services: BTreeMap<ServiceKey, ServiceView>,
-    /// Services to converge at the next drain.
+    /// Every Service the controller handles (class filter passed), by key. Boxed: a map node
+    /// then holds keys and pointers, not 11 views of which a third are empty slots.
+    services: BTreeMap<ServiceKey, Box<ServiceView>>,
+    /// Services to converge once the current work is done.
     dirty: BTreeSet<ServiceKey>,
-    /// Converge every Service at the next drain.
+    /// Converge every Service once the current work is done.
     reprocess_all: bool,
+    /// The Services left to converge in the current round, in order.
+    work: VecDeque<ServiceKey>,
+    /// Reprocess-all rounds started since the last input.
+    rounds: usize,
     /// Every watch has delivered its initial list.
     inputs_synced: bool,
     /// The first full pass is done.
@@ -294,6 +301,8 @@ impl<I: Ipam> Core<I> {
             services: BTreeMap::new(),
             dirty: BTreeSet::new(),
             reprocess_all: false,
+            work: VecDeque::new(),
+            rounds: 0,
             inputs_synced: false,
             ready: false,
             allocation_keys: BTreeMap::new(),
@@ -321,8 +330,9 @@ impl<I: Ipam> Core<I> {
 
     /// Records one input. Work happens in [`Core::poll_action`].
     pub fn handle(&mut self, input: Input<I::Config>) {
+        self.rounds = 0;
         match input {
-            Input::ServiceApplied(view) => self.service_applied(*view),
+            Input::ServiceApplied(view) => self.service_applied(view),
             Input::ServiceDeleted(key) => self.service_deleted(&key),
             Input::Config(update) => self.config_update(update),
             Input::Synced => {
@@ -334,12 +344,16 @@ impl<I: Ipam> Core<I> {
         }
     }
 
-    /// The next action, running pending work first.
+    /// The next action, running pending work (one Service at a time) while none is queued.
     pub fn poll_action(&mut self) -> Option<Action> {
-        if self.actions.is_empty() {
-            self.run();
+        loop {
+            if let Some(action) = self.actions.pop_front() {
+                return Some(action);
+            }
+            if !self.step() {
+                return None;
+            }
         }
-        self.actions.pop_front()
     }
 
     /// Whether the Service passes the `--lb-class` filter.
@@ -347,7 +361,7 @@ impl<I: Ipam> Core<I> {
         view.load_balancer_class == self.options.load_balancer_class
     }
 
-    fn service_applied(&mut self, view: ServiceView) {
+    fn service_applied(&mut self, view: Box<ServiceView>) {
         if !self.handles_class(&view) {
             // Not ours (any more): forget it, without touching its status.
             let key = view.key.clone();
@@ -438,35 +452,39 @@ impl<I: Ipam> Core<I> {
         }
     }
 
-    /// Runs pending work: the first pass, reprocess-all rounds, or the dirty Services.
-    fn run(&mut self) {
+    /// Runs one unit of pending work: converge the next Service of the current round, or start
+    /// a round (a full pass, or the dirty Services), or, with nothing left, queue `Ready` and the
+    /// pool counters if they changed. Returns whether it did or queued anything.
+    fn step(&mut self) -> bool {
         if !self.inputs_synced || self.config.is_none() {
-            return;
+            return false;
         }
-        let mut rounds = 0;
-        loop {
-            if self.reprocess_all {
-                if rounds >= REPROCESS_ROUNDS_MAX {
-                    tracing::warn!(
-                        rounds,
-                        "reprocess-all did not settle, continuing at the next input"
-                    );
-                    break;
-                }
-                rounds += 1;
+        if let Some(key) = self.work.pop_front() {
+            self.converge(&key);
+            return true;
+        }
+        if self.reprocess_all {
+            if self.rounds < REPROCESS_ROUNDS_MAX {
+                self.rounds += 1;
                 self.reprocess_all = false;
                 self.dirty.clear();
-                self.full_pass();
-                continue;
+                self.start_full_pass();
+                return true;
             }
-            if self.dirty.is_empty() {
-                break;
-            }
-            let dirty = std::mem::take(&mut self.dirty);
-            for key in dirty {
-                self.converge(&key);
-            }
+            tracing::warn!(
+                rounds = self.rounds,
+                "reprocess-all did not settle, continuing at the next input"
+            );
+        } else if !self.dirty.is_empty() {
+            self.work = std::mem::take(&mut self.dirty).into_iter().collect();
+            return true;
         }
+        self.finish();
+        !self.actions.is_empty()
+    }
+
+    /// Queues `Ready` after the first full pass and the pool counters when they changed.
+    fn finish(&mut self) {
         if !self.ready {
             self.ready = true;
             self.actions.push_back(Action::Ready);
@@ -478,9 +496,9 @@ impl<I: Ipam> Core<I> {
         }
     }
 
-    /// Assigns every Service's current IPs, then converges every Service, those holding IPs
-    /// first.
-    fn full_pass(&mut self) {
+    /// Assigns every Service's current IPs, then queues every Service for convergence, those
+    /// holding IPs first.
+    fn start_full_pass(&mut self) {
         let (with_ips, without_ips): (Vec<ServiceKey>, Vec<ServiceKey>) =
             self.services.keys().cloned().partition(|key| {
                 self.services
@@ -498,18 +516,24 @@ impl<I: Ipam> Core<I> {
             // Errors are handled by the converge below, with events.
             let _ = self.ipam.assign(view, &ips);
         }
-        for key in with_ips.iter().chain(&without_ips) {
-            self.converge(key);
-        }
+        self.work = with_ips.into_iter().chain(without_ips).collect();
     }
 
     /// Converges one Service and queues its status write if needed.
     fn converge(&mut self, key: &ServiceKey) {
-        let Some(view) = self.services.get(key).cloned() else {
+        // Out of the map while it is converged (the decision borrows the core mutably), rather
+        // than cloned.
+        let Some((key, view)) = self.services.remove_entry(key) else {
             return;
         };
+        self.converge_view(&view);
+        self.services.insert(key, view);
+    }
+
+    fn converge_view(&mut self, view: &ServiceView) {
+        let key = &view.key;
         let had_allocation = self.ipam.pool_of(key).is_some();
-        let Some(desired) = self.decide(&view) else {
+        let Some(desired) = self.decide(view) else {
             return;
         };
         if had_allocation && self.ipam.pool_of(key).is_none() {
@@ -517,7 +541,7 @@ impl<I: Ipam> Core<I> {
         }
         // Step 11: a changed allocation key may let a pending Service share.
         if self.ipam.pool_of(key).is_some() {
-            let allocation_key = self.ipam.allocation_key(&view);
+            let allocation_key = self.ipam.allocation_key(view);
             let previous = self
                 .allocation_keys
                 .insert(key.clone(), allocation_key.clone());
@@ -528,7 +552,7 @@ impl<I: Ipam> Core<I> {
             self.allocation_keys.remove(key);
         }
         // Step 10.
-        if desired.is_shown_by(&view) {
+        if desired.is_shown_by(view) {
             self.queued_writes.remove(key);
             return;
         }
@@ -542,7 +566,7 @@ impl<I: Ipam> Core<I> {
         }
         for annotation in &view.deprecated_annotations {
             self.event(
-                &view,
+                view,
                 true,
                 "deprecatedAnnotation",
                 format!("Service uses deprecated annotation {annotation}"),

@@ -33,7 +33,7 @@ pub const STATUS_WRITES_IN_FLIGHT_MAX: usize = 32;
 pub const EVENTS_IN_FLIGHT_MAX: usize = 8;
 /// Events one kube-rs `Recorder` publishes before it is replaced by a fresh one (its cache of
 /// published events, used to aggregate repeats into a series, holds at most this many).
-pub const RECORDER_EVENTS_MAX: usize = 1024;
+pub const RECORDER_EVENTS_MAX: usize = 256;
 /// The first retry delay after a failed write.
 pub const RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
 /// The longest retry delay.
@@ -104,7 +104,7 @@ pub fn status_patch(write: &StatusWrite) -> serde_json::Value {
 
 /// Writes Service statuses: at most one write per Service in flight, at most
 /// [`STATUS_WRITES_IN_FLIGHT_MAX`] overall, a newer write for a Service replacing an older
-/// queued one.
+/// queued one, at most [`crate::run::STATUS_QUEUE_LEN`] waiting.
 pub async fn run_status_writer(
     client: Client,
     mut writes: mpsc::Receiver<StatusWrite>,
@@ -144,8 +144,11 @@ pub async fn run_status_writer(
             .keys()
             .filter_map(|key| not_before.get(key).map(|(at, _)| *at))
             .min();
+        // Take no more writes while STATUS_QUEUE_LEN wait here: the index task then waits on
+        // the channel, and produces the next ones only as fast as they are written.
+        let accepting = open && pending.len() < crate::run::STATUS_QUEUE_LEN;
         tokio::select! {
-            received = writes.recv(), if open => match received {
+            received = writes.recv(), if accepting => match received {
                 Some(write) => {
                     pending.insert(write.key.clone(), write);
                 }
