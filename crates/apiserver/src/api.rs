@@ -932,6 +932,10 @@ pub(crate) fn commit_create(
         }
     }
     check_namespace(state, &info, &namespace, &name)?;
+    // What the request set, before the strategy allocates.
+    let requested_spec = (info.strategy == Strategy::Service)
+        .then(|| body.get("spec").cloned())
+        .flatten();
     // Per-kind preparation.
     let mut service_taken = None;
     match info.strategy {
@@ -992,10 +996,13 @@ pub(crate) fn commit_create(
         release(state, &service_taken);
         return Err(ApiError::already_exists(&info.group, &info.resource, &name));
     }
-    let write = ssa::Write {
-        manager: ssa::manager_name(params.field_manager.as_deref(), &params.user_agent),
-        apply: applied,
-    };
+    let mut write = ssa::Write::new(params.field_manager.as_deref(), &params.user_agent, applied);
+    if info.strategy == Strategy::Service {
+        write = write.service_allocations(
+            requested_spec.as_ref(),
+            body.get("spec").unwrap_or(&Value::Null),
+        );
+    }
     if let Err(error) = ssa::record(
         &info,
         false,
@@ -1221,10 +1228,7 @@ pub(crate) fn update_locked(
             .unwrap_or(0);
         metadata_mut(&mut new).insert("generation".into(), json!(generation + 1));
     }
-    let write = ssa::Write {
-        manager: ssa::manager_name(params.field_manager.as_deref(), &params.user_agent),
-        apply: applied,
-    };
+    let write = ssa::Write::new(params.field_manager.as_deref(), &params.user_agent, applied);
     if let Err(error) = ssa::record(
         &info,
         target.status,

@@ -917,8 +917,93 @@ pub(crate) fn check_options(
 /// The ownership side of a write.
 #[derive(Clone, Debug)]
 pub(crate) struct Write {
-    pub(crate) manager: String,
-    pub(crate) apply: Option<Applied>,
+    manager: String,
+    apply: Option<Applied>,
+    /// Fields the server set after field tracking (a Service's allocations on create).
+    unowned: FieldSet,
+}
+
+impl Write {
+    /// A write by `fieldManager` (or the User-Agent's manager), an apply when `apply` is set.
+    pub(crate) fn new(
+        field_manager: Option<&str>,
+        user_agent: &str,
+        apply: Option<Applied>,
+    ) -> Self {
+        Self {
+            manager: manager_name(field_manager, user_agent),
+            apply,
+            unowned: FieldSet::default(),
+        }
+    }
+
+    /// Leaves unowned what the Service strategy allocated on create and the request did not
+    /// set (`clusterIP(s)`, `ipFamilies`, `ipFamilyPolicy`, `healthCheckNodePort`, ports'
+    /// `nodePort`): the real server allocates them in its REST layer, after field tracking.
+    pub(crate) fn service_allocations(
+        mut self,
+        requested: Option<&Value>,
+        allocated: &Value,
+    ) -> Self {
+        let empty = Map::new();
+        let requested = requested.and_then(Value::as_object).unwrap_or(&empty);
+        let Some(allocated) = allocated.as_object() else {
+            return self;
+        };
+        let spec = self.unowned.child("f:spec".into());
+        for field in [
+            "clusterIP",
+            "clusterIPs",
+            "ipFamilies",
+            "ipFamilyPolicy",
+            "healthCheckNodePort",
+        ] {
+            if allocated.contains_key(field) && !requested.contains_key(field) {
+                spec.child(format!("f:{field}")).member = true;
+            }
+        }
+        let ports = |spec: &Map<String, Value>| -> BTreeMap<String, Value> {
+            spec.get("ports")
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|item| (service_port_element(item), item.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let requested_ports = ports(requested);
+        for (element, port) in ports(allocated) {
+            let asked = requested_ports
+                .get(&element)
+                .is_some_and(|p| p.get("nodePort").is_some());
+            if port.get("nodePort").is_some() && !asked {
+                spec.child("f:ports".into())
+                    .child(element)
+                    .child("f:nodePort".into())
+                    .member = true;
+            }
+        }
+        self.unowned.normalize();
+        self
+    }
+}
+
+/// The path element of a Service port (`k:{"port":80,"protocol":"TCP"}`).
+fn service_port_element(port: &Value) -> String {
+    let mut key = Map::new();
+    key.insert(
+        "port".into(),
+        port.get("port").cloned().unwrap_or(Value::Null),
+    );
+    key.insert(
+        "protocol".into(),
+        port.get("protocol")
+            .cloned()
+            .unwrap_or_else(|| json!("TCP")),
+    );
+    format!("k:{}", Value::Object(key))
 }
 
 /// An apply request, after its configuration was merged in.
@@ -1123,6 +1208,9 @@ pub(crate) fn record(
     ] {
         strip(set, info, status);
     }
+    if old.is_none() {
+        comparison.added.subtract(&write.unowned);
+    }
     let changed = comparison.changed();
     let now = format_rfc3339(now_secs());
     match &write.apply {
@@ -1199,6 +1287,9 @@ pub(crate) fn record(
         }
     }
     entries.retain(|e| !e.set.is_empty());
+    if write.apply.is_none() {
+        cap_update_managers(&mut entries);
+    }
     if let Some(applied) = &write.apply {
         if write.manager == "kubectl" {
             sync_last_applied(new, old.map(|_| &old_clean), &applied.config);
@@ -1211,6 +1302,67 @@ pub(crate) fn record(
         meta.insert("managedFields".into(), encode(&mut entries));
     }
     Ok(())
+}
+
+/// At most this many `Update` entries are kept; the oldest are merged per apiVersion.
+const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// Where the oldest `Update` entries are merged once there are too many.
+const ANCIENT_MANAGER: &str = "ancient-changes";
+
+/// Keeps at most [`MAX_UPDATE_MANAGERS`] `Update` entries: going from the oldest, an entry
+/// with the same apiVersion as an older one is merged with it into the `ancient-changes`
+/// entry of that version (so an object's managedFields stop growing with its writers).
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    loop {
+        let mut updaters: Vec<(Option<String>, usize)> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.operation == Operation::Update)
+            .map(|(i, e)| (e.time.clone(), i))
+            .collect();
+        if updaters.len() <= MAX_UPDATE_MANAGERS {
+            return;
+        }
+        updaters.sort();
+        let mut first_of_version: BTreeMap<String, usize> = BTreeMap::new();
+        let pair = updaters.iter().find_map(|(_, i)| {
+            let version = entries.get(*i)?.api_version.clone();
+            match first_of_version.get(&version) {
+                Some(first) => Some((*first, *i)),
+                None => {
+                    first_of_version.insert(version, *i);
+                    None
+                }
+            }
+        });
+        let Some((first, second)) = pair else {
+            return;
+        };
+        let (high, low) = (first.max(second), first.min(second));
+        let newer = entries.remove(high);
+        let older = entries.remove(low);
+        let mut set = older.set.union(&newer.set);
+        let mut time = older.time.max(newer.time);
+        if let Some(bucket) = entries.iter().position(|e| {
+            e.manager == ANCIENT_MANAGER
+                && e.operation == Operation::Update
+                && e.api_version == newer.api_version
+                && e.subresource.is_empty()
+        }) {
+            let bucket = entries.remove(bucket);
+            set.union_with(&bucket.set);
+            time = time.max(bucket.time);
+        }
+        entries.push(Entry {
+            manager: ANCIENT_MANAGER.into(),
+            operation: Operation::Update,
+            api_version: newer.api_version,
+            time,
+            subresource: String::new(),
+            set,
+        });
+    }
 }
 
 /// The fields of kubectl's client-side last-applied configuration whose live value is still
@@ -1377,10 +1529,7 @@ mod tests {
     #[test]
     fn updates_take_changed_fields_and_mark_new_containers() {
         let info = info("ConfigMap");
-        let write = Write {
-            manager: "a".into(),
-            apply: None,
-        };
+        let write = Write::new(Some("a"), "", None);
         let mut created = json!({"metadata": {"name": "c"}, "data": {"x": "1"}});
         assert_eq!(
             record(&info, false, &write, None, None, &mut created),
@@ -1394,10 +1543,7 @@ mod tests {
             json!({"f:data": {".": {}, "f:x": {}}})
         );
         // Another manager changes x and adds y: it takes x.
-        let other = Write {
-            manager: "b".into(),
-            apply: None,
-        };
+        let other = Write::new(Some("b"), "", None);
         let mut updated = json!({"metadata": {"name": "c"}, "data": {"x": "2", "y": "3"}});
         assert_eq!(
             record(&info, false, &other, Some(&created), None, &mut updated),
@@ -1447,10 +1593,7 @@ mod tests {
                 &service(json!([{"port": 80, "targetPort": 8080}])),
                 false,
             );
-            let write = Write {
-                manager: "a".into(),
-                apply: applied.ok(),
-            };
+            let write = Write::new(Some("a"), "", applied.ok());
             let mut live_new = live.clone();
             assert_eq!(
                 record(&info, false, &write, None, None, &mut live_new),
@@ -1477,10 +1620,7 @@ mod tests {
         merged["metadata"]
             .as_object_mut()
             .map(|m| m.remove("managedFields"));
-        let write = Write {
-            manager: "b".into(),
-            apply: Some(applied.clone()),
-        };
+        let write = Write::new(Some("b"), "", Some(applied.clone()));
         let error = record(&info, false, &write, Some(&live), None, &mut merged.clone())
             .err()
             .unwrap_or_else(|| panic!("no conflict"));
@@ -1496,13 +1636,14 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(cause["reason"], "FieldManagerConflict");
         assert_eq!(cause["message"], "conflict with \"a\"");
-        let forced = Write {
-            manager: "b".into(),
-            apply: Some(Applied {
+        let forced = Write::new(
+            Some("b"),
+            "",
+            Some(Applied {
                 force: true,
                 ..applied
             }),
-        };
+        );
         assert_eq!(
             record(&info, false, &forced, Some(&live), None, &mut merged),
             Ok(())
@@ -1520,6 +1661,40 @@ mod tests {
             "{a}"
         );
         let _ = shape;
+    }
+
+    #[test]
+    fn update_entries_are_capped() {
+        let info = info("ConfigMap");
+        let mut object = json!({"metadata": {"name": "c"}, "data": {}});
+        for writer in 0..12 {
+            let old = object.clone();
+            let mut new = without_managed_fields(&object);
+            new["data"][format!("k{writer}")] = json!("v");
+            let write = Write::new(Some(&format!("w{writer}")), "", None);
+            assert_eq!(
+                record(&info, false, &write, Some(&old), None, &mut new),
+                Ok(())
+            );
+            object = new;
+        }
+        let entries = object["metadata"]["managedFields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(entries.len(), MAX_UPDATE_MANAGERS, "{entries:#?}");
+        let ancient = entries
+            .iter()
+            .find(|e| e["manager"] == ANCIENT_MANAGER)
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(ancient["operation"], "Update");
+        assert_eq!(
+            ancient["fieldsV1"]["f:data"].as_object().map(Map::len),
+            Some(3),
+            "{ancient}"
+        );
+        assert!(entries.iter().any(|e| e["manager"] == "w11"));
     }
 
     #[test]

@@ -284,6 +284,22 @@ async fn status_writes_resets_and_refusals() {
         json!({}),
         "a list the write created is itself a member"
     );
+    let spec_fields = &entries[0]["fieldsV1"]["f:spec"];
+    assert!(
+        spec_fields.get("f:sessionAffinity").is_some(),
+        "{spec_fields}"
+    );
+    for allocated in [
+        "f:clusterIP",
+        "f:clusterIPs",
+        "f:ipFamilies",
+        "f:ipFamilyPolicy",
+    ] {
+        assert!(
+            spec_fields.get(allocated).is_none(),
+            "allocations are not owned: {spec_fields}"
+        );
+    }
 
     // A status write records its own entry with `subresource: status`.
     let params = PatchParams {
