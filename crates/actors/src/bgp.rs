@@ -23,6 +23,7 @@ use ironlb_api::config::Config;
 use crate::cluster::Snapshot;
 use crate::decide::{self, BgpOutcome, Inputs, Options, WithdrawReason};
 use crate::model::{Endpoints, ServiceKey};
+use crate::status_changes::push_status_changes;
 
 /// Restart time advertised with `enableGracefulRestart` (FRR's default).
 pub const GRACEFUL_RESTART_TIME_SECS: u16 = 120;
@@ -280,23 +281,19 @@ impl BgpCore {
                 });
             }
         }
-        for key in self.status.keys() {
-            if !status.contains_key(key) {
-                actions.push(BgpAction::Status(key.clone(), None));
-            }
-        }
-        for (key, entry) in &status {
-            if self.status.get(key) != Some(entry) {
-                if !self.status.contains_key(key) {
-                    let ips = services
-                        .get(key)
-                        .map(|s: &BgpServiceState| s.ips.clone())
-                        .unwrap_or_default();
-                    actions.push(BgpAction::Assigned(key.clone(), ips));
-                }
-                actions.push(BgpAction::Status(key.clone(), Some(entry.clone())));
-            }
-        }
+        push_status_changes(
+            &self.status,
+            &status,
+            |key| {
+                services
+                    .get(key)
+                    .map(|s: &BgpServiceState| s.ips.clone())
+                    .unwrap_or_default()
+            },
+            BgpAction::Assigned,
+            BgpAction::Status,
+            &mut actions,
+        );
         self.sessions = sessions;
         self.routes = routes;
         self.status = status;

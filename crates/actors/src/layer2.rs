@@ -12,6 +12,7 @@ use ironlb_announce::l2::proto::interfaces::InterfaceSelection;
 use crate::cluster::Snapshot;
 use crate::decide::{self, Inputs, L2Outcome, MemberView, Members, Options, WithdrawReason};
 use crate::model::{Endpoints, ServiceInfo, ServiceKey};
+use crate::status_changes::push_status_changes;
 
 /// The status this node wants for one Service it owns (`ServiceL2Status`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -285,24 +286,20 @@ impl Layer2Core {
         if claims_changed {
             actions.push(Action::Claims(wanted.keys().copied().collect()));
         }
-        for key in self.status.keys() {
-            if !status.contains_key(key) {
-                actions.push(Action::Status(key.clone(), None));
-            }
-        }
-        for (key, entry) in &status {
-            if self.status.get(key) != Some(entry) {
-                if !self.status.contains_key(key) {
-                    let ips = snapshot
-                        .services
-                        .get(key)
-                        .map(|s| s.ips.clone())
-                        .unwrap_or_default();
-                    actions.push(Action::Assigned(key.clone(), ips));
-                }
-                actions.push(Action::Status(key.clone(), Some(entry.clone())));
-            }
-        }
+        push_status_changes(
+            &self.status,
+            &status,
+            |key| {
+                snapshot
+                    .services
+                    .get(key)
+                    .map(|s| s.ips.clone())
+                    .unwrap_or_default()
+            },
+            Action::Assigned,
+            Action::Status,
+            &mut actions,
+        );
         self.announced = wanted;
         self.status = status;
         self.services = services;

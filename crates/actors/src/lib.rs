@@ -45,4 +45,5 @@ pub mod layer2;
 pub mod metrics;
 pub mod model;
 pub mod status;
+mod status_changes;
 pub mod tree;
