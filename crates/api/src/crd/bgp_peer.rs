@@ -40,9 +40,60 @@ pub mod v1beta2 {
         )
     )]
     #[serde(rename_all = "camelCase")]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {
+            "rule": "(has(self.peerASN) && self.peerASN != 0) || has(self.dynamicASN)",
+            "message": "missing peer ASN and dynamicASN",
+            "fieldPath": ".peerASN"
+        },
+        {
+            "rule": "!(has(self.peerASN) && self.peerASN != 0 && has(self.dynamicASN))",
+            "message": "both peer ASN and dynamicASN specified",
+            "fieldPath": ".dynamicASN"
+        },
+        {
+            "rule": "(has(self.peerAddress) && self.peerAddress != '') || (has(self.interface) && self.interface != '')",
+            "message": "peer has no Address or Interface specified",
+            "fieldPath": ".peerAddress"
+        },
+        {
+            "rule": "!(has(self.peerAddress) && self.peerAddress != '' && has(self.interface) && self.interface != '')",
+            "message": "peer has both Address and Interface specified",
+            "fieldPath": ".interface"
+        },
+        {
+            "rule": "!(has(self.ebgpMultiHop) && self.ebgpMultiHop && has(self.peerASN) && self.peerASN == self.myASN)",
+            "message": "invalid ebgp-multihop parameter set for an ibgp peer",
+            "fieldPath": ".ebgpMultiHop"
+        },
+        {
+            "rule": "!(has(self.password) && self.password != '' && has(self.passwordSecret) && has(self.passwordSecret.name) && self.passwordSecret.name != '')",
+            "message": "can not have both password and secret ref set in peer config",
+            "fieldPath": ".passwordSecret"
+        },
+        {
+            "rule": "!has(self.holdTime) || (duration(self.holdTime) > duration('-1s') && duration(self.holdTime) < duration('1s')) || duration(self.holdTime) >= duration('3s')",
+            "message": "invalid BGPPeer timers: invalid hold time: must be 0 or >=3s",
+            "fieldPath": ".holdTime"
+        },
+        {
+            "rule": "has(self.holdTime) || !has(self.keepaliveTime) || duration(self.keepaliveTime) < duration('333333334ns') || duration(self.keepaliveTime) >= duration('1s')",
+            "message": "invalid BGPPeer timers: invalid hold time (3 times keepaliveTime): must be 0 or >=3s",
+            "fieldPath": ".keepaliveTime"
+        },
+        {
+            "rule": "has(self.holdTime) && has(self.keepaliveTime) ? duration(self.keepaliveTime) <= duration(self.holdTime) : has(self.holdTime) ? duration(self.holdTime) >= duration('0s') : !has(self.keepaliveTime) || duration(self.keepaliveTime) >= duration('0s')",
+            "message": "invalid BGPPeer timers: invalid keepaliveTime, must be lower than holdTime",
+            "fieldPath": ".keepaliveTime"
+        }
+    ]))]
     pub struct BGPPeerSpec {
         /// AS number to use for the local end of the session.
         #[serde(rename = "myASN")]
+        #[schemars(extend("x-kubernetes-validations" = [{
+            "rule": "self != 0",
+            "message": "missing local ASN"
+        }]))]
         pub my_asn: u32,
         /// AS number to expect from the remote end. Exactly one of `peerASN` and `dynamicASN`.
         #[serde(default, rename = "peerASN", skip_serializing_if = "Option::is_none")]
@@ -60,12 +111,20 @@ pub mod v1beta2 {
         pub local_asn: Option<u32>,
         /// Address to dial. Exactly one of `peerAddress` and `interface`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("x-kubernetes-validations" = [{
+            "rule": "self == '' || isIP(self)",
+            "message": "invalid BGPPeer address"
+        }]))]
         pub peer_address: Option<String>,
         /// Interface for unnumbered BGP. Exactly one of `peerAddress` and `interface`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub interface: Option<String>,
         /// Source address for the session.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("x-kubernetes-validations" = [{
+            "rule": "self == '' || isIP(self)",
+            "message": "invalid source IP"
+        }]))]
         pub source_address: Option<String>,
         /// Port to dial (default 179).
         #[serde(default = "default_port")]
@@ -79,9 +138,23 @@ pub mod v1beta2 {
         pub keepalive_time: Option<String>,
         /// Time between connection attempts (Go duration, 1 s to 65535 s, whole seconds).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("x-kubernetes-validations" = [
+            {
+                "rule": "duration(self).getSeconds() >= 1 && duration(self).getSeconds() <= 65535",
+                "message": "connect time should be between 1 seconds to 65535"
+            },
+            {
+                "rule": "duration(self).getMilliseconds() % 1000 == 0",
+                "message": "connect time should contain a whole number of seconds"
+            }
+        ]))]
         pub connect_time: Option<String>,
         /// BGP router ID to advertise.
         #[serde(default, rename = "routerID", skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("x-kubernetes-validations" = [{
+            "rule": "self == '' || isIP(self)",
+            "message": "invalid router ID"
+        }]))]
         pub router_id: Option<String>,
         /// Nodes that open this session. Empty: every node.
         #[serde(default, skip_serializing_if = "is_empty")]

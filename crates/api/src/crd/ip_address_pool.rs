@@ -36,6 +36,30 @@ use super::is_empty;
 pub struct IPAddressPoolSpec {
     /// CIDRs (`192.168.1.0/24`, `fc00::/64`) or ranges (`192.168.1.10-192.168.1.20`) to
     /// assign from. IPv4 and IPv6 may be mixed in one pool.
+    ///
+    /// Each entry is checked by the API server (CEL): a CIDR, or two IPs of one family joined
+    /// by `-` (spaces around them allowed). The bounds (5000 entries of at most 128 characters)
+    /// keep the rules within Kubernetes' CEL cost budget; a range of the longest IPv6 spellings
+    /// is 91 characters.
+    #[schemars(extend(
+        "maxItems" = ADDRESSES_MAX_ITEMS,
+        "items" = {
+            "type": "string",
+            "maxLength": ADDRESS_MAX_LENGTH,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.contains('-') || isCIDR(self)",
+                    "messageExpression": "'invalid CIDR ' + strings.quote(self) + ': must be a CIDR (192.168.1.0/24) or a range (192.168.1.10-192.168.1.20)'",
+                    "message": "invalid CIDR: must be a CIDR (192.168.1.0/24) or a range (192.168.1.10-192.168.1.20)"
+                },
+                {
+                    "rule": "!self.contains('-') || (isIP(self.substring(0, self.indexOf('-')).trim()) && isIP(self.substring(self.indexOf('-') + 1).trim()) && self.substring(0, self.indexOf('-')).contains(':') == self.substring(self.indexOf('-') + 1).contains(':'))",
+                    "messageExpression": "'invalid IP range ' + strings.quote(self) + ': start and end must be IP addresses of the same family'",
+                    "message": "invalid IP range: start and end must be IP addresses of the same family"
+                }
+            ]
+        }
+    ))]
     pub addresses: Vec<String>,
     /// Whether the pool is used for automatic assignment (default true). When false, only a
     /// requested IP or the `metallb.io/address-pool` annotation uses it.
@@ -48,6 +72,12 @@ pub struct IPAddressPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_allocation: Option<ServiceAllocation>,
 }
+
+/// Most entries in `spec.addresses` (a bound for the CEL cost estimate; MetalLB has none).
+pub const ADDRESSES_MAX_ITEMS: u32 = 5000;
+
+/// Longest entry in `spec.addresses` (a bound for the CEL cost estimate).
+pub const ADDRESS_MAX_LENGTH: u32 = 128;
 
 fn default_true() -> bool {
     true
