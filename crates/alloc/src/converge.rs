@@ -1,5 +1,9 @@
-//! The controller's decision for one Service (MetalLB's `convergeBalancer` and `allocateIPs`),
-//! on top of the allocator's operations.
+//! The controller's decision for one Service (MetalLB's `convergeBalancer` steps 6–9 and
+//! `allocateIPs`), on top of the allocator's operations.
+//!
+//! This is the one implementation of that decision: `ironlb controller` runs it for every
+//! Service (after its own checks of steps 1–5, which need the Service's events) and
+//! `ironlb plan` runs it offline over a set of Services.
 
 use std::net::IpAddr;
 
@@ -76,8 +80,9 @@ impl Allocator {
     /// requested pool, then automatic allocation. On error the service holds nothing.
     ///
     /// Departure from MetalLB: the additional PreferDualStack family is only sought when the
-    /// service has two cluster IPs; MetalLB also tries with one, then clears the pair on the
-    /// next pass as a family change, and flaps.
+    /// service has two cluster IPs and requests no IP; MetalLB also tries with one cluster IP,
+    /// then clears the pair on the next pass as a family change, and flaps (and a pair would
+    /// differ from one requested IP, and flap the same way).
     pub fn converge(&mut self, request: &Request, current: &[IpAddr]) -> Converged {
         let mut events = Vec::new();
         let result = self.converge_inner(request, current, &mut events);
@@ -162,6 +167,7 @@ impl Allocator {
         if held.len() == 1
             && request.policy == IpFamilyPolicy::PreferDualStack
             && family == ServiceFamily::Dual
+            && request.requested_ips.is_empty()
         {
             match self.allocate_additional_family(request) {
                 Ok(ip) => {
@@ -175,14 +181,16 @@ impl Allocator {
             held = self.allocate_ips(request, family)?;
             events.push(ConvergeEvent::IpAllocated { ips: held.clone() });
         }
-        let assignment = self
-            .assignment(&request.service)
-            .expect("a converged service holds its addresses");
-        assert!(
-            same_set(&assignment.ips, &held),
-            "converge result matches the allocator's state"
-        );
-        Ok(assignment)
+        match self.assignment(&request.service) {
+            Some(assignment) if same_set(&assignment.ips, &held) => Ok(assignment),
+            held_by_allocator => Err(AllocError::Inconsistent {
+                service: request.service.clone(),
+                decided: held,
+                held: held_by_allocator
+                    .map(|assignment| assignment.ips)
+                    .unwrap_or_default(),
+            }),
+        }
     }
 
     /// MetalLB's `allocateIPs`: requested IPs, then the requested pool, then automatic.

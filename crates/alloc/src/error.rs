@@ -185,6 +185,21 @@ pub enum AllocError {
         /// The family.
         family: Family,
     },
+    /// A bug: the decision and the allocator's bookkeeping disagree (the controller reports it
+    /// as MetalLB's `InternalError`).
+    #[error(
+        "internal error: \"{service}\" was given {} but holds {}",
+        GoList(decided),
+        GoList(held)
+    )]
+    Inconsistent {
+        /// The service.
+        service: ServiceKey,
+        /// The addresses the decision arrived at.
+        decided: Vec<IpAddr>,
+        /// The addresses the allocator holds for the service.
+        held: Vec<IpAddr>,
+    },
 }
 
 /// Formats addresses as Go's `%q` formats a `[]net.IP`: `["1.2.3.4" "fc00::1"]`.

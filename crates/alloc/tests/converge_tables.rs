@@ -180,6 +180,13 @@ fn converge_table() {
             events: |events| matches!(events, [ConvergeEvent::AdditionalIpAllocated { .. }]),
         },
         Case {
+            desc: "PreferDualStack holding the one requested address gets no other family",
+            svc: svc("dual/p").dual(PreferDualStack).want_ips(&["10.0.0.1"]),
+            current: &["10.0.0.1"],
+            want: Ok((&["10.0.0.1"], "dual")),
+            events: none,
+        },
+        Case {
             desc: "PreferDualStack with one cluster IP stays single",
             svc: svc("dual/p").prefer_single(Family::V4),
             current: &["10.0.0.1"],

@@ -33,6 +33,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 
+use ironlb_alloc::{AllocError, ConvergeEvent, Converged, Request};
+
 use crate::view::{DesiredStatus, FamilyPolicy, ServiceKey, ServiceView};
 
 /// How many reprocess-all rounds may chain without new input (each round can free IPs that start
@@ -54,18 +56,9 @@ pub struct PoolCounters {
     pub services: u64,
 }
 
-/// What a Service asks for, read from its annotations and spec.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Requested {
-    /// `metallb.io/loadBalancerIPs` or `spec.loadBalancerIP`.
-    pub ips: Vec<IpAddr>,
-    /// `metallb.io/address-pool`.
-    pub pool: Option<String>,
-}
-
-/// The allocator and the Service → request translation, as the core uses them. The real
-/// implementation wraps `ironlb_alloc::Allocator` and `ironlb_api` (see [`crate::ipam`]); every
-/// error is the human-readable reason that ends up in an Event.
+/// The allocator, as the core uses it. The real implementation wraps `ironlb_alloc::Allocator`
+/// (see [`crate::ipam`]); the decision of steps 6–9 is `ironlb_alloc::Allocator::converge`, the
+/// one `ironlb plan` runs too.
 pub trait Ipam {
     /// The validated configuration.
     type Config: Clone + PartialEq;
@@ -75,24 +68,12 @@ pub trait Ipam {
     fn set_config(&mut self, config: &Self::Config);
     /// Whether the installed configuration has at least one pool.
     fn has_pools(&self) -> bool;
-    /// What `service` asks for; an error is an unparseable request (`LoadBalancerFailed`).
-    fn requested(&self, service: &ServiceView) -> Result<Requested, String>;
-    /// The allocation key (backend key + sharing key) of `service`: when it changes, a pending
-    /// Service may now be able to share.
-    fn allocation_key(&self, service: &ServiceView) -> String;
-    /// Gives `ips` to `service` if the configuration and the sharing rules allow it; returns
-    /// the pool. Assigning what the service already holds succeeds.
-    fn assign(&mut self, service: &ServiceView, ips: &[IpAddr]) -> Result<String, String>;
-    /// Allocates from any eligible auto-assign pool.
-    fn allocate(&mut self, service: &ServiceView) -> Result<(String, Vec<IpAddr>), String>;
-    /// Allocates from `pool` (the `address-pool` annotation; ignores `autoAssign`).
-    fn allocate_from_pool(
-        &mut self,
-        service: &ServiceView,
-        pool: &str,
-    ) -> Result<Vec<IpAddr>, String>;
-    /// Adds an IP of the family `service` lacks, from the pool it already uses.
-    fn allocate_additional_family(&mut self, service: &ServiceView) -> Result<IpAddr, String>;
+    /// Gives `ips` to `request`'s Service if the configuration and the sharing rules allow it;
+    /// returns the pool. Assigning what the service already holds succeeds.
+    fn assign(&mut self, request: &Request, ips: &[IpAddr]) -> Result<String, String>;
+    /// `convergeBalancer` steps 6–9 for a Service currently showing `current`: keep, extend or
+    /// replace its addresses, or refuse (and then it holds nothing).
+    fn converge(&mut self, request: &Request, current: &[IpAddr]) -> Converged;
     /// Frees whatever `key` holds (no-op when nothing).
     fn release(&mut self, key: &ServiceKey);
     /// The pool `key` holds IPs from.
@@ -509,12 +490,15 @@ impl<I: Ipam> Core<I> {
             let Some(view) = self.services.get(key) else {
                 continue;
             };
+            let Ok(request) = &view.request else {
+                continue;
+            };
             if !view.is_load_balancer || self.ipam.pool_of(key).is_some() {
                 continue;
             }
             let ips = view.status_ips();
             // Errors are handled by the converge below, with events.
-            let _ = self.ipam.assign(view, &ips);
+            let _ = self.ipam.assign(request, &ips);
         }
         self.work = with_ips.into_iter().chain(without_ips).collect();
     }
@@ -541,7 +525,7 @@ impl<I: Ipam> Core<I> {
         }
         // Step 11: a changed allocation key may let a pending Service share.
         if self.ipam.pool_of(key).is_some() {
-            let allocation_key = self.ipam.allocation_key(view);
+            let allocation_key = view.allocation_key();
             let previous = self
                 .allocation_keys
                 .insert(key.clone(), allocation_key.clone());
@@ -676,135 +660,79 @@ impl<I: Ipam> Core<I> {
                 "Failed to retrieve lbIPs family".to_owned(),
             );
         }
-        // Step 6.
-        if !current.is_empty() {
-            if let Err(reason) = self.ipam.assign(view, &current) {
+        // Step 7, first half: an unparseable request leaves the Service as it is (MetalLB
+        // checks it after step 6, whose `Assign` cannot fail on it).
+        let request = match &view.request {
+            Ok(request) => request,
+            Err(reason) => {
+                self.event(view, true, "LoadBalancerFailed", reason.clone());
+                return None;
+            }
+        };
+        // Steps 6 to 9.
+        let converged = self.ipam.converge(request, &current);
+        for step in converged.events {
+            self.converge_event(view, step);
+        }
+        match converged.result {
+            Ok(assignment) => Some(DesiredStatus::assigned(assignment.ips, assignment.pool.0)),
+            Err(error @ AllocError::Inconsistent { .. }) => {
+                self.event(view, true, "InternalError", error.to_string());
+                Some(self.clear(view))
+            }
+            Err(reason) => {
+                tracing::info!(service = %key, op = "allocate", %reason, "allocation failed");
+                self.event(
+                    view,
+                    true,
+                    "AllocationFailed",
+                    format!("Failed to allocate IP for \"{key}\": {reason}"),
+                );
+                Some(self.clear(view))
+            }
+        }
+    }
+
+    /// The Event (or log line) for a step of [`Ipam::converge`].
+    fn converge_event(&mut self, view: &ServiceView, step: ConvergeEvent) {
+        let key = &view.key;
+        match step {
+            ConvergeEvent::ClearAssignment { error, .. } => {
                 self.event(
                     view,
                     false,
                     "ClearAssignment",
                     format!(
-                        "current IP for \"{key}\" not allowed by config, will attempt for new IP assignment: {reason}"
+                        "current IP for \"{key}\" not allowed by config, will attempt for new IP assignment: {error}"
                     ),
                 );
-                tracing::info!(service = %key, op = "clearAssignment", %reason, "current ip not allowed by config");
-                self.ipam.release(key);
-                current.clear();
+                tracing::info!(service = %key, op = "clearAssignment", reason = %error, "current ip not allowed by config");
             }
+            ConvergeEvent::Cleared { ips, reason } => {
+                tracing::info!(service = %key, ?ips, ?reason, "current ips dropped, reallocating");
+            }
+            ConvergeEvent::AdditionalAssignFailed { error } => {
+                self.event(view, false, "AdditionalAssignFailed", error.to_string());
+            }
+            ConvergeEvent::AdditionalIpAllocated { ip } => {
+                self.event(
+                    view,
+                    false,
+                    "IPAllocated",
+                    format!("Assigned additional IP \"{ip}\""),
+                );
+            }
+            ConvergeEvent::IpAllocated { ips } => {
+                tracing::info!(service = %key, pool = ?self.ipam.pool_of(key), op = "allocate", ?ips, "ip allocated");
+                self.event(
+                    view,
+                    false,
+                    "IPAllocated",
+                    format!("Assigned IP {}", quote_ips(&ips)),
+                );
+            }
+            _ => {}
         }
-        // Step 7.
-        let requested = match self.ipam.requested(view) {
-            Ok(requested) => requested,
-            Err(reason) => {
-                self.event(view, true, "LoadBalancerFailed", reason);
-                return None;
-            }
-        };
-        if !current.is_empty() {
-            if let Some(pool) = &requested.pool {
-                if self.ipam.pool_of(key).as_ref() != Some(pool) {
-                    tracing::info!(service = %key, %pool, "requested pool differs from the current one, reallocating");
-                    self.ipam.release(key);
-                    current.clear();
-                }
-            }
-        }
-        if !current.is_empty() && !requested.ips.is_empty() {
-            let want: BTreeSet<IpAddr> = requested.ips.iter().copied().collect();
-            let have: BTreeSet<IpAddr> = current.iter().copied().collect();
-            if want != have {
-                tracing::info!(service = %key, requested = ?requested.ips, "requested ips differ from the current ones, reallocating");
-                self.ipam.release(key);
-                current.clear();
-            }
-        }
-        // Step 8.
-        if current.len() == 1
-            && view.family_policy == FamilyPolicy::PreferDualStack
-            && view.cluster_ips.len() == 2
-            && requested.ips.is_empty()
-        {
-            match self.ipam.allocate_additional_family(view) {
-                Ok(ip) => {
-                    current.push(ip);
-                    self.event(
-                        view,
-                        false,
-                        "IPAllocated",
-                        format!("Assigned additional IP \"{ip}\""),
-                    );
-                }
-                Err(reason) => self.event(view, false, "AdditionalAssignFailed", reason),
-            }
-        }
-        // Step 9.
-        if current.is_empty() {
-            match self.allocate(view, &requested, cluster_families) {
-                Ok(ips) => {
-                    tracing::info!(service = %key, pool = ?self.ipam.pool_of(key), op = "allocate", ips = ?ips, "ip allocated");
-                    self.event(
-                        view,
-                        false,
-                        "IPAllocated",
-                        format!("Assigned IP {}", quote_ips(&ips)),
-                    );
-                    current = ips;
-                }
-                Err(reason) => {
-                    tracing::info!(service = %key, op = "allocate", %reason, "allocation failed");
-                    self.event(
-                        view,
-                        true,
-                        "AllocationFailed",
-                        format!("Failed to allocate IP for \"{key}\": {reason}"),
-                    );
-                    return Some(self.clear(view));
-                }
-            }
-        }
-        let Some(pool) = self.ipam.pool_of(key) else {
-            self.event(
-                view,
-                true,
-                "InternalError",
-                "allocation holds no pool".to_owned(),
-            );
-            return Some(self.clear(view));
-        };
-        Some(DesiredStatus::assigned(current, pool))
-    }
-
-    /// `allocateIPs`: requested IPs first, then the annotated pool, then any pool.
-    fn allocate(
-        &mut self,
-        view: &ServiceView,
-        requested: &Requested,
-        cluster_families: Families,
-    ) -> Result<Vec<IpAddr>, String> {
-        if !requested.ips.is_empty() {
-            let requested_families = families_of(&requested.ips);
-            if requested_families != Some(cluster_families) {
-                return Err(format!(
-                    "requested loadBalancer IP(s) {} does not match the ipFamily of the service",
-                    quote_ips(&requested.ips)
-                ));
-            }
-            self.ipam.assign(view, &requested.ips)?;
-            if let Some(pool) = &requested.pool {
-                if self.ipam.pool_of(&view.key).as_ref() != Some(pool) {
-                    self.ipam.release(&view.key);
-                    return Err(format!(
-                        "requested loadBalancer IP(s) {} is not part of requested pool \"{pool}\"",
-                        quote_ips(&requested.ips)
-                    ));
-                }
-            }
-            return Ok(requested.ips.clone());
-        }
-        if let Some(pool) = &requested.pool {
-            return self.ipam.allocate_from_pool(view, pool);
-        }
-        self.ipam.allocate(view).map(|(_, ips)| ips)
     }
 }
 

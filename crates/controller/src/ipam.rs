@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ironlb_alloc::{Allocator, Pool, PoolName, Request};
+use ironlb_alloc::{Allocator, Converged, Pool, Request};
 
-use crate::core::{ConfigUpdate, Ipam, PoolCounters, Requested};
+use crate::core::{ConfigUpdate, Ipam, PoolCounters};
 use crate::run::RawConfig;
-use crate::view::{ServiceKey, ServiceView};
+use crate::view::ServiceKey;
 
 /// What the controller keeps of a validated configuration: the pools, in configuration order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,14 +30,6 @@ impl AllocatorIpam {
     }
 }
 
-fn alloc_key(key: &ServiceKey) -> ironlb_alloc::ServiceKey {
-    ironlb_alloc::ServiceKey::new(key.namespace.clone(), key.name.clone())
-}
-
-fn request(view: &ServiceView) -> Result<&Request, String> {
-    view.request.as_ref().map_err(Clone::clone)
-}
-
 impl Ipam for AllocatorIpam {
     type Config = ControllerConfig;
 
@@ -55,72 +47,30 @@ impl Ipam for AllocatorIpam {
         self.allocator.has_pools()
     }
 
-    fn requested(&self, view: &ServiceView) -> Result<Requested, String> {
-        let request = request(view)?;
-        Ok(Requested {
-            ips: request.requested_ips.clone(),
-            pool: request.requested_pool.as_ref().map(|pool| pool.0.clone()),
-        })
-    }
-
-    fn allocation_key(&self, view: &ServiceView) -> String {
-        match request(view) {
-            Ok(request) => format!("{}\u{0}{}", request.backend_key, request.sharing_key),
-            Err(_) => String::new(),
-        }
-    }
-
-    fn assign(&mut self, view: &ServiceView, ips: &[IpAddr]) -> Result<String, String> {
-        let request = request(view)?;
+    fn assign(&mut self, request: &Request, ips: &[IpAddr]) -> Result<String, String> {
         self.allocator
             .assign(request, ips)
             .map_err(|error| error.to_string())?;
-        self.pool_of(&view.key)
+        self.allocator
+            .pool_of(&request.service)
+            .map(|pool| pool.0.clone())
             .ok_or_else(|| "assigned addresses hold no pool".to_owned())
     }
 
-    fn allocate(&mut self, view: &ServiceView) -> Result<(String, Vec<IpAddr>), String> {
-        let request = request(view)?;
-        let ips = self
-            .allocator
-            .allocate(request)
-            .map_err(|error| error.to_string())?;
-        let pool = self
-            .pool_of(&view.key)
-            .ok_or_else(|| "allocated addresses hold no pool".to_owned())?;
-        Ok((pool, ips))
-    }
-
-    fn allocate_from_pool(
-        &mut self,
-        view: &ServiceView,
-        pool: &str,
-    ) -> Result<Vec<IpAddr>, String> {
-        let request = request(view)?;
-        self.allocator
-            .allocate_from_pool(request, &PoolName::from(pool))
-            .map_err(|error| error.to_string())
-    }
-
-    fn allocate_additional_family(&mut self, view: &ServiceView) -> Result<IpAddr, String> {
-        let request = request(view)?;
-        self.allocator
-            .allocate_additional_family(request)
-            .map_err(|error| error.to_string())
+    fn converge(&mut self, request: &Request, current: &[IpAddr]) -> Converged {
+        self.allocator.converge(request, current)
     }
 
     fn release(&mut self, key: &ServiceKey) {
-        self.allocator.release(&alloc_key(key));
+        self.allocator.release(key);
     }
 
     fn pool_of(&self, key: &ServiceKey) -> Option<String> {
-        self.allocator
-            .pool_of(&alloc_key(key))
-            .map(|pool| pool.0.clone())
+        self.allocator.pool_of(key).map(|pool| pool.0.clone())
     }
 
     fn ips_of(&self, key: &ServiceKey) -> Vec<IpAddr> {
-        self.allocator.ips(&alloc_key(key)).unwrap_or_default()
+        self.allocator.ips(key).unwrap_or_default()
     }
 
     fn counters(&self) -> BTreeMap<String, PoolCounters> {

@@ -6,7 +6,6 @@
 //! ≈ 2.6 KB of heap in ≈ 40 allocations, its view a fraction of that (see the README).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::IpAddr;
 
 use ironlb_alloc::Request;
@@ -17,30 +16,8 @@ pub const ANNOTATION_ALLOCATED_FROM_POOL: &str = "metallb.io/ip-allocated-from-p
 /// The prefix of MetalLB's deprecated annotations.
 pub const DEPRECATED_ANNOTATION_PREFIX: &str = "metallb.universe.tf/";
 
-/// `namespace/name` of a Service.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceKey {
-    /// `metadata.namespace`.
-    pub namespace: String,
-    /// `metadata.name`.
-    pub name: String,
-}
-
-impl ServiceKey {
-    /// Builds a key.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+/// `namespace/name` of a Service: the allocator's key, so the core and the allocator share it.
+pub use ironlb_alloc::ServiceKey;
 
 /// `spec.ipFamilyPolicy`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -170,6 +147,15 @@ impl ServiceView {
             deprecated_annotations,
             request,
         })
+    }
+
+    /// The allocation key (backend key and sharing key; empty when the request does not
+    /// translate): when it changes, a pending Service may now be able to share (step 11).
+    pub fn allocation_key(&self) -> String {
+        match &self.request {
+            Ok(request) => format!("{}\u{0}{}", request.backend_key, request.sharing_key),
+            Err(_) => String::new(),
+        }
     }
 
     /// The IPs of `status.loadBalancer.ingress[].ip` that parse, in order.

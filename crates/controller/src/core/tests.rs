@@ -1,199 +1,38 @@
-//! Table tests of the core with object builders and a small in-test allocator, no API server.
-//! The real allocator is exercised through [`crate::ipam`] in `tests/`.
+//! Table tests of the core with object builders and the real allocator ([`AllocatorIpam`]), no
+//! API server.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+use ironlb_alloc::{Pool, PoolName};
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Service, ServiceSpec, ServiceStatus,
 };
 use kube::api::ObjectMeta;
 
 use super::*;
-
-/// A pool for the test allocator: a name, its addresses in order, autoAssign.
-#[derive(Clone, Debug, PartialEq)]
-struct TestPool {
-    name: &'static str,
-    ips: Vec<IpAddr>,
-    auto_assign: bool,
-}
-
-type TestConfig = Vec<TestPool>;
-
-/// The smallest allocator with MetalLB's observable rules that the flow needs: one pool per
-/// service, lowest free address first, no sharing.
-#[derive(Debug, Default)]
-struct TestIpam {
-    pools: TestConfig,
-    held: BTreeMap<ServiceKey, (String, Vec<IpAddr>)>,
-}
-
-impl TestIpam {
-    fn pool_holding(&self, ips: &[IpAddr]) -> Option<&TestPool> {
-        self.pools
-            .iter()
-            .find(|p| ips.iter().all(|ip| p.ips.contains(ip)))
-    }
-
-    fn used_by_other(&self, key: &ServiceKey, ip: IpAddr) -> bool {
-        self.held
-            .iter()
-            .any(|(k, (_, ips))| k != key && ips.contains(&ip))
-    }
-
-    fn take(&mut self, view: &ServiceView, pool: &TestPool) -> Option<Vec<IpAddr>> {
-        let mut ips = Vec::new();
-        let families: Vec<bool> = match view.family_policy {
-            FamilyPolicy::SingleStack => vec![view.cluster_ips.first()?.is_ipv6()],
-            _ => view.cluster_ips.iter().map(IpAddr::is_ipv6).collect(),
-        };
-        for ipv6 in families {
-            let free = pool
-                .ips
-                .iter()
-                .find(|ip| ip.is_ipv6() == ipv6 && !self.used_by_other(&view.key, **ip))?;
-            ips.push(*free);
-        }
-        self.held
-            .insert(view.key.clone(), (pool.name.to_owned(), ips.clone()));
-        Some(ips)
-    }
-}
-
-impl Ipam for TestIpam {
-    type Config = TestConfig;
-
-    fn set_config(&mut self, config: &TestConfig) {
-        self.pools = config.clone();
-        let pools = self.pools.clone();
-        self.held.retain(|_, (pool, ips)| {
-            pools
-                .iter()
-                .any(|p| p.name == pool && ips.iter().all(|ip| p.ips.contains(ip)))
-        });
-    }
-
-    fn has_pools(&self) -> bool {
-        !self.pools.is_empty()
-    }
-
-    fn requested(&self, view: &ServiceView) -> Result<Requested, String> {
-        let request = view.request.as_ref().map_err(Clone::clone)?;
-        Ok(Requested {
-            ips: request.requested_ips.clone(),
-            pool: request.requested_pool.as_ref().map(|pool| pool.0.clone()),
-        })
-    }
-
-    fn allocation_key(&self, view: &ServiceView) -> String {
-        view.request
-            .as_ref()
-            .map(|request| request.sharing_key.clone())
-            .unwrap_or_default()
-    }
-
-    fn assign(&mut self, view: &ServiceView, ips: &[IpAddr]) -> Result<String, String> {
-        let pool = self
-            .pool_holding(ips)
-            .ok_or_else(|| "not allowed in config".to_owned())?
-            .name;
-        if ips.iter().any(|ip| self.used_by_other(&view.key, *ip)) {
-            return Err("address in use".to_owned());
-        }
-        self.held
-            .insert(view.key.clone(), (pool.to_owned(), ips.to_vec()));
-        Ok(pool.to_owned())
-    }
-
-    fn allocate(&mut self, view: &ServiceView) -> Result<(String, Vec<IpAddr>), String> {
-        for pool in self.pools.clone().iter().filter(|p| p.auto_assign) {
-            if let Some(ips) = self.take(view, pool) {
-                return Ok((pool.name.to_owned(), ips));
-            }
-        }
-        Err("no available IPs".to_owned())
-    }
-
-    fn allocate_from_pool(
-        &mut self,
-        view: &ServiceView,
-        pool: &str,
-    ) -> Result<Vec<IpAddr>, String> {
-        let found = self
-            .pools
-            .iter()
-            .find(|p| p.name == pool)
-            .cloned()
-            .ok_or_else(|| format!("unknown pool \"{pool}\""))?;
-        self.take(view, &found)
-            .ok_or_else(|| format!("no available IPs in pool {pool}"))
-    }
-
-    fn allocate_additional_family(&mut self, view: &ServiceView) -> Result<IpAddr, String> {
-        let (pool, ips) = self.held.get(&view.key).cloned().ok_or("none")?;
-        let want_ipv6 = !ips.first().ok_or("none")?.is_ipv6();
-        let pool = self.pools.iter().find(|p| p.name == pool).ok_or("gone")?;
-        let ip = *pool
-            .ips
-            .iter()
-            .find(|ip| ip.is_ipv6() == want_ipv6 && !self.used_by_other(&view.key, **ip))
-            .ok_or("no address of the other family")?;
-        if let Some((_, held)) = self.held.get_mut(&view.key) {
-            held.push(ip);
-        }
-        Ok(ip)
-    }
-
-    fn release(&mut self, key: &ServiceKey) {
-        self.held.remove(key);
-    }
-
-    fn pool_of(&self, key: &ServiceKey) -> Option<String> {
-        self.held.get(key).map(|(pool, _)| pool.clone())
-    }
-
-    fn ips_of(&self, key: &ServiceKey) -> Vec<IpAddr> {
-        self.held
-            .get(key)
-            .map(|(_, ips)| ips.clone())
-            .unwrap_or_default()
-    }
-
-    fn counters(&self) -> BTreeMap<String, PoolCounters> {
-        self.pools
-            .iter()
-            .map(|p| {
-                let used = self
-                    .held
-                    .values()
-                    .filter(|(pool, _)| pool == p.name)
-                    .count();
-                let used = u64::try_from(used).unwrap_or(u64::MAX);
-                (
-                    p.name.to_owned(),
-                    PoolCounters {
-                        assigned_ipv4: used,
-                        services: used,
-                        available_ipv4: u64::try_from(p.ips.len()).unwrap_or(0) - used,
-                        ..PoolCounters::default()
-                    },
-                )
-            })
-            .collect()
-    }
-}
+use crate::ipam::{AllocatorIpam, ControllerConfig};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
-fn pool(name: &'static str, ips: &[&str]) -> TestPool {
-    TestPool {
-        name,
-        ips: ips.iter().map(|s| ip(s)).collect(),
-        auto_assign: true,
-    }
+type TestConfig = ControllerConfig;
+
+/// An auto-assign pool of exactly `ips`, allocated in that order.
+fn pool(name: &str, ips: &[&str]) -> Pool {
+    pool_with(name, ips, true)
+}
+
+/// A pool that only Services asking for it by name or IP get addresses from.
+fn manual_pool(name: &str, ips: &[&str]) -> Pool {
+    pool_with(name, ips, false)
+}
+
+fn pool_with(name: &str, ips: &[&str], auto_assign: bool) -> Pool {
+    let cidrs = ips.iter().map(|text| IpNet::from(ip(text))).collect();
+    Pool::new(PoolName::from(name), cidrs, auto_assign, false, None).unwrap()
 }
 
 /// Builds Services field by field.
@@ -291,16 +130,16 @@ impl ServiceBuilder {
     }
 }
 
-fn config(pools: Vec<TestPool>) -> Input<TestConfig> {
+fn config(pools: Vec<Pool>) -> Input<TestConfig> {
     Input::Config(ConfigUpdate {
-        result: Ok(pools),
+        result: Ok(ControllerConfig { pools }),
         legacy_configmap: None,
     })
 }
 
-fn core() -> Core<TestIpam> {
+fn core() -> Core<AllocatorIpam> {
     Core::new(
-        TestIpam::default(),
+        AllocatorIpam::default(),
         CoreOptions {
             load_balancer_class: None,
             namespace: "metallb-system".into(),
@@ -308,7 +147,7 @@ fn core() -> Core<TestIpam> {
     )
 }
 
-fn drain(core: &mut Core<TestIpam>) -> Vec<Action> {
+fn drain(core: &mut Core<AllocatorIpam>) -> Vec<Action> {
     std::iter::from_fn(|| core.poll_action()).collect()
 }
 
@@ -348,7 +187,7 @@ fn cleared() -> (Vec<IpAddr>, Option<String>) {
 }
 
 /// A synced core with `pools` and `services`, drained.
-fn running(pools: Vec<TestPool>, services: Vec<ServiceBuilder>) -> (Core<TestIpam>, Vec<Action>) {
+fn running(pools: Vec<Pool>, services: Vec<ServiceBuilder>) -> (Core<AllocatorIpam>, Vec<Action>) {
     let mut core = core();
     core.handle(config(pools));
     for service in services {
@@ -521,10 +360,7 @@ fn table_single_service_outcomes() {
     for case in cases {
         let pools = vec![
             pool("p", &["10.0.0.1", "10.0.0.2", "10.0.0.3", "fc00::1"]),
-            TestPool {
-                auto_assign: false,
-                ..pool("q", &["10.1.0.1"])
-            },
+            manual_pool("q", &["10.1.0.1"]),
         ];
         let (_, actions) = running(pools, vec![case.service]);
         let got_writes = writes(&actions);
@@ -693,10 +529,7 @@ fn pool_removal_without_room_clears_status() {
         vec![pool("p", &["10.0.0.1"]), pool("q", &["10.1.0.1"])],
         vec![mk_service("ns", "a").assigned("p", &["10.0.0.1"])],
     );
-    core.handle(config(vec![TestPool {
-        auto_assign: false,
-        ..pool("q", &["10.1.0.1"])
-    }]));
+    core.handle(config(vec![manual_pool("q", &["10.1.0.1"])]));
     let actions = drain(&mut core);
     assert_eq!(writes(&actions)["ns/a"], cleared());
     assert!(reasons(&actions).contains(&("ns/a".to_owned(), "AllocationFailed")));
@@ -705,7 +538,7 @@ fn pool_removal_without_room_clears_status() {
 #[test]
 fn load_balancer_class_filter() {
     let mut core = Core::new(
-        TestIpam::default(),
+        AllocatorIpam::default(),
         CoreOptions {
             load_balancer_class: Some("ironlb".into()),
             namespace: "metallb-system".into(),
@@ -737,7 +570,7 @@ fn allocation_key_change_reprocesses_pending_services() {
             .input(),
     );
     let actions = drain(&mut core);
-    // "b" was converged again (it fails again: the test allocator does not share).
+    // "b" was converged again (it fails again: it has no sharing key).
     assert!(reasons(&actions).contains(&("ns/b".to_owned(), "AllocationFailed")));
 }
 
@@ -751,7 +584,9 @@ fn legacy_configmap_warns_once() {
     };
     for _ in 0..2 {
         core.handle(Input::Config(ConfigUpdate {
-            result: Ok(vec![pool("default", &["10.0.0.1"])]),
+            result: Ok(ControllerConfig {
+                pools: vec![pool("default", &["10.0.0.1"])],
+            }),
             legacy_configmap: Some(notice.clone()),
         }));
     }
