@@ -1,7 +1,7 @@
 //! `StatusWriter`: `ServiceL2Status`, `ServiceBGPStatus`, the `speaker-<node>`
 //! `ConfigurationState` and the Service Events, coalesced and written off the announcing path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,6 +121,12 @@ pub struct StatusState {
     pending: BTreeMap<(Protocol, ServiceKey), Option<Value>>,
     events: Vec<ServiceEvent>,
     names: BTreeMap<(Protocol, ServiceKey), String>,
+    /// Protocols whose objects from an earlier life of this speaker are not adopted yet (the
+    /// list failed, e.g. the API server was unreachable at start): retried by every flush.
+    unadopted: BTreeSet<Protocol>,
+    /// Objects a late adoption found for a Service that has another object by now (written
+    /// while the earlier ones were unknown): deleted by the next flush.
+    orphans: BTreeSet<(Protocol, String)>,
     config: Option<Vec<String>>,
     scheduled: bool,
     recorder: Recorder,
@@ -153,6 +159,8 @@ impl Actor for StatusWriter {
             pending: BTreeMap::new(),
             events: Vec::new(),
             names: BTreeMap::new(),
+            unadopted: Protocol::ALL.into_iter().collect(),
+            orphans: BTreeSet::new(),
             config: {
                 let snapshot = shared.snapshot.borrow();
                 snapshot.synced.then(|| snapshot.config_errors.clone())
@@ -160,32 +168,8 @@ impl Actor for StatusWriter {
             scheduled: false,
             recorder,
         };
-        // Objects of an earlier life of this speaker: adopt one per Service and protocol, the
-        // rest are deleted by the next flush unless Layer2 or Bgp want them.
-        let selector = format!("{NODE_LABEL}={}", shared.config.node);
-        for protocol in Protocol::ALL {
-            let api = status_api(&state, protocol);
-            match api.list(&ListParams::default().labels(&selector)).await {
-                Ok(list) => {
-                    for object in list.items {
-                        let labels = object.metadata.labels.clone().unwrap_or_default();
-                        let (Some(namespace), Some(name), Some(object_name)) = (
-                            labels.get(SERVICE_NAMESPACE_LABEL),
-                            labels.get(SERVICE_NAME_LABEL),
-                            object.metadata.name.clone(),
-                        ) else {
-                            continue;
-                        };
-                        let key = (protocol, ServiceKey::new(namespace.clone(), name.clone()));
-                        state.names.insert(key.clone(), object_name);
-                        state.pending.entry(key).or_insert(None);
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(kind = %protocol.resource().kind, %error, "cannot list status objects");
-                }
-            }
-        }
+        // A failed adoption is retried by the flushes.
+        let _ = adopt(&mut state).await;
         // The announcers re-send what they want when they reconcile; give them a moment
         // before deleting.
         state.scheduled = true;
@@ -277,6 +261,73 @@ fn status_api(state: &StatusState, protocol: Protocol) -> Api<DynamicObject> {
     )
 }
 
+/// Adopts the objects of an earlier life of this speaker, for every protocol not adopted yet:
+/// one object per Service and protocol is tracked and, unless Layer2 or Bgp want it, deleted by
+/// the flush; another one for the same Service becomes an orphan. Returns false if a list
+/// failed (that protocol is tried again by the next flush).
+async fn adopt(state: &mut StatusState) -> bool {
+    let selector = format!("{NODE_LABEL}={}", state.shared.config.node);
+    let mut adopted_all = true;
+    for protocol in state.unadopted.clone() {
+        let api = status_api(state, protocol);
+        let list = match api.list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => list,
+            Err(error) => {
+                tracing::warn!(kind = %protocol.resource().kind, %error, "cannot list status objects");
+                adopted_all = false;
+                continue;
+            }
+        };
+        state.unadopted.remove(&protocol);
+        for object in list.items {
+            let labels = object.metadata.labels.unwrap_or_default();
+            let (Some(namespace), Some(name), Some(object_name)) = (
+                labels.get(SERVICE_NAMESPACE_LABEL),
+                labels.get(SERVICE_NAME_LABEL),
+                object.metadata.name,
+            ) else {
+                continue;
+            };
+            let key = (protocol, ServiceKey::new(namespace.clone(), name.clone()));
+            match state.names.get(&key) {
+                Some(known) if *known == object_name => {}
+                Some(_) => {
+                    state.orphans.insert((protocol, object_name));
+                }
+                None => {
+                    state.names.insert(key.clone(), object_name);
+                    state.pending.entry(key).or_insert(None);
+                }
+            }
+        }
+    }
+    adopted_all
+}
+
+/// Deletes the orphans (see [`adopt`]); returns false if a delete failed (kept for the next
+/// flush).
+async fn delete_orphans(state: &mut StatusState) -> bool {
+    let mut deleted_all = true;
+    for (protocol, name) in std::mem::take(&mut state.orphans) {
+        match status_api(state, protocol)
+            .delete(&name, &Default::default())
+            .await
+        {
+            Ok(_) => {
+                state.shared.metrics.status_writes.inc();
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => {
+                tracing::warn!(kind = %protocol.resource().kind, %name, %error, "status delete failed; retrying");
+                state.shared.metrics.update_errors.inc();
+                state.orphans.insert((protocol, name));
+                deleted_all = false;
+            }
+        }
+    }
+    deleted_all
+}
+
 /// One status write: the object, what was wanted, and the object name (None: deleted).
 type WriteResult = (
     (Protocol, ServiceKey),
@@ -284,8 +335,11 @@ type WriteResult = (
     Result<Option<String>, kube::Error>,
 );
 
-/// Writes everything pending; returns true if something failed (kept pending).
+/// Writes everything pending, after adopting what an earlier life left (see [`adopt`]);
+/// returns true if something failed (kept pending, or the adoption is retried).
 async fn flush(state: &mut StatusState) -> bool {
+    let mut failed = !adopt(state).await;
+    failed |= !delete_orphans(state).await;
     let node = state.shared.config.node.clone();
     let pending = std::mem::take(&mut state.pending);
     let names = state.names.clone();
@@ -309,7 +363,6 @@ async fn flush(state: &mut StatusState) -> bool {
         .buffer_unordered(STATUS_CONCURRENCY_MAX)
         .collect()
         .await;
-    let mut failed = false;
     for (key, desired, result) in results {
         match result {
             Ok(Some(name)) => {
