@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{documents, read, repo_root, Kubectl};
+use ironlb_actors::tree::metallb_resource;
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -671,16 +672,6 @@ fn client_for(addr: SocketAddr) -> kube::Client {
     kube::Client::try_from(config).unwrap_or_else(|error| panic!("client: {error}"))
 }
 
-fn metallb(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "metallb.io".into(),
-        version: "v1beta1".into(),
-        api_version: "metallb.io/v1beta1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
 fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> T {
     serde_json::from_value(value).unwrap_or_else(|error| panic!("test object: {error}"))
 }
@@ -811,7 +802,7 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
         json!({"metadata": {"name": "node-a"}}),
     )
     .await;
-    let pools = metallb_api(&admin, &metallb("IPAddressPool", "ipaddresspools"));
+    let pools = metallb_api(&admin, &metallb_resource("IPAddressPool", "ipaddresspools"));
     create(
         &pools,
         "pool",
@@ -823,7 +814,10 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
     )
     .await;
     create(
-        &metallb_api(&admin, &metallb("L2Advertisement", "l2advertisements")),
+        &metallb_api(
+            &admin,
+            &metallb_resource("L2Advertisement", "l2advertisements"),
+        ),
         "l2 advertisement",
         json!({
             "apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
@@ -836,7 +830,7 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
     let bgp_peers = ApiResource {
         version: "v1beta2".into(),
         api_version: "metallb.io/v1beta2".into(),
-        ..metallb("BGPPeer", "bgppeers")
+        ..metallb_resource("BGPPeer", "bgppeers")
     };
     create(
         &metallb_api(&admin, &bgp_peers),
@@ -849,7 +843,10 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
     )
     .await;
     create(
-        &metallb_api(&admin, &metallb("BGPAdvertisement", "bgpadvertisements")),
+        &metallb_api(
+            &admin,
+            &metallb_resource("BGPAdvertisement", "bgpadvertisements"),
+        ),
         "bgp advertisement",
         json!({
             "apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement",
@@ -924,7 +921,7 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
     .await;
     let configuration_states = metallb_api(
         &admin,
-        &metallb("ConfigurationState", "configurationstates"),
+        &metallb_resource("ConfigurationState", "configurationstates"),
     );
     wait_until("ConfigurationState controller written", || async {
         configuration_state_valid(&configuration_states, "controller").await
@@ -972,8 +969,14 @@ async fn rbac_is_exactly_what_the_controller_and_the_speaker_call() {
     )
     .await
     .unwrap_or_else(|error| panic!("speaker: {error}"));
-    let statuses = metallb_api(&admin, &metallb("ServiceL2Status", "servicel2statuses"));
-    let bgp_statuses = metallb_api(&admin, &metallb("ServiceBGPStatus", "servicebgpstatuses"));
+    let statuses = metallb_api(
+        &admin,
+        &metallb_resource("ServiceL2Status", "servicel2statuses"),
+    );
+    let bgp_statuses = metallb_api(
+        &admin,
+        &metallb_resource("ServiceBGPStatus", "servicebgpstatuses"),
+    );
     // ServiceL2Status and ServiceBGPStatus objects of web.
     let status_count = || async {
         let mut count = 0;
