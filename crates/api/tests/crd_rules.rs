@@ -152,6 +152,11 @@ async fn ip_address_pool_addresses() {
         case("IPv6 range", pool(json!(["fc00::10-fc00::20"])), Created),
         case("dual-stack pool", pool(json!(["10.1.0.0/24", "fc00:1::/120"])), Created),
         case(
+            "no addresses",
+            pool(json!([])),
+            Refused("spec.addresses", "pool has no prefixes defined"),
+        ),
+        case(
             "not a CIDR",
             pool(json!(["10.0.0.0/24", "192.168.1.0"])),
             Refused("spec.addresses[1]", "invalid CIDR \"192.168.1.0\": must be a CIDR"),
@@ -165,6 +170,21 @@ async fn ip_address_pool_addresses() {
             "leading zeros (Go refuses them too)",
             pool(json!(["010.0.0.0/8"])),
             Refused("spec.addresses[0]", "invalid CIDR"),
+        ),
+        case(
+            "IPv4-mapped IPv6 (Kubernetes' isCIDR refuses it, Go accepted it)",
+            pool(json!(["::ffff:192.0.2.0/120"])),
+            Refused("spec.addresses[0]", "invalid CIDR"),
+        ),
+        case(
+            "prefix length with a leading zero (refused by Kubernetes, not by Go)",
+            pool(json!(["10.0.0.0/08"])),
+            Refused("spec.addresses[0]", "invalid CIDR"),
+        ),
+        case(
+            "IPv4-mapped IPv6 range",
+            pool(json!(["::ffff:192.0.2.1-::ffff:192.0.2.9"])),
+            Refused("spec.addresses[0]", "invalid IP range"),
         ),
         case(
             "spaces around a CIDR (Go's ParseCIDR refuses them)",
@@ -200,7 +220,14 @@ async fn ip_address_pool_addresses() {
             Refused("spec.addresses[0]", "may not be longer than 128"),
         ),
     ];
-    run(&handle, "v1beta1", "IPAddressPool", "ipaddresspools", &cases).await;
+    run(
+        &handle,
+        "v1beta1",
+        "IPAddressPool",
+        "ipaddresspools",
+        &cases,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -221,7 +248,11 @@ async fn bgp_peer_rules() {
     };
     let cases = [
         case("plain", peer(json!({})), Created),
-        case("IPv6 peer", peer(json!({"peerAddress": "2001:db8::1"})), Created),
+        case(
+            "IPv6 peer",
+            peer(json!({"peerAddress": "2001:db8::1"})),
+            Created,
+        ),
         case(
             "unnumbered",
             peer(json!({"peerAddress": null, "interface": "eth1"})),
@@ -237,7 +268,11 @@ async fn bgp_peer_rules() {
             peer(json!({"sourceAddress": "10.0.0.2", "routerID": "10.255.0.1"})),
             Created,
         ),
-        case("myASN 0", peer(json!({"myASN": 0})), Refused("spec.myASN", "missing local ASN")),
+        case(
+            "myASN 0",
+            peer(json!({"myASN": 0})),
+            Refused("spec.myASN", "missing local ASN"),
+        ),
         case(
             "no peer ASN",
             peer(json!({"peerASN": null})),
@@ -256,21 +291,35 @@ async fn bgp_peer_rules() {
         case(
             "no address, no interface",
             peer(json!({"peerAddress": null})),
-            Refused("spec.peerAddress", "peer has no Address or Interface specified"),
+            Refused(
+                "spec.peerAddress",
+                "peer has no Address or Interface specified",
+            ),
         ),
         case(
             "empty address counts as none",
             peer(json!({"peerAddress": ""})),
-            Refused("spec.peerAddress", "peer has no Address or Interface specified"),
+            Refused(
+                "spec.peerAddress",
+                "peer has no Address or Interface specified",
+            ),
         ),
         case(
             "address and interface",
             peer(json!({"interface": "eth1"})),
-            Refused("spec.interface", "peer has both Address and Interface specified"),
+            Refused(
+                "spec.interface",
+                "peer has both Address and Interface specified",
+            ),
         ),
         case(
             "address not an IP",
             peer(json!({"peerAddress": "router.example"})),
+            Refused("spec.peerAddress", "invalid BGPPeer address"),
+        ),
+        case(
+            "IPv4-mapped IPv6 address",
+            peer(json!({"peerAddress": "::ffff:10.0.0.1"})),
             Refused("spec.peerAddress", "invalid BGPPeer address"),
         ),
         case(
@@ -304,20 +353,24 @@ async fn bgp_peer_rules() {
                 "can not have both password and secret ref set in peer config",
             ),
         ),
-        case(
-            "password only",
-            peer(json!({"password": "x"})),
-            Created,
-        ),
+        case("password only", peer(json!({"password": "x"})), Created),
         case("hold time 90s", peer(json!({"holdTime": "90s"})), Created),
         case("hold time 0", peer(json!({"holdTime": "0s"})), Created),
-        case("hold time 1m30s", peer(json!({"holdTime": "1m30s"})), Created),
+        case(
+            "hold time 1m30s",
+            peer(json!({"holdTime": "1m30s"})),
+            Created,
+        ),
         case(
             "hold and keepalive",
             peer(json!({"holdTime": "9s", "keepaliveTime": "3s"})),
             Created,
         ),
-        case("keepalive only", peer(json!({"keepaliveTime": "1s"})), Created),
+        case(
+            "keepalive only",
+            peer(json!({"keepaliveTime": "1s"})),
+            Created,
+        ),
         case(
             "hold time 2s",
             peer(json!({"holdTime": "2s"})),
@@ -346,7 +399,11 @@ async fn bgp_peer_rules() {
                 "invalid keepaliveTime, must be lower than holdTime",
             ),
         ),
-        case("connect time 10s", peer(json!({"connectTime": "10s"})), Created),
+        case(
+            "connect time 10s",
+            peer(json!({"connectTime": "10s"})),
+            Created,
+        ),
         case(
             "connect time 500ms",
             peer(json!({"connectTime": "500ms"})),
@@ -381,7 +438,11 @@ async fn community_values() {
     let aliases = |value: &str| json!({"communities": [{"name": "alias", "value": value}]});
     let cases = [
         case("legacy", aliases("65535:65282"), Created),
-        case("legacy with leading zeros", aliases("0064500:0001"), Created),
+        case(
+            "legacy with leading zeros",
+            aliases("0064500:0001"),
+            Created,
+        ),
         case("large", aliases("large:4294967295:1:2"), Created),
         case(
             "legacy above 16 bits",
@@ -418,4 +479,56 @@ async fn community_values() {
         ),
     ];
     run(&handle, "v1beta1", "Community", "communities", &cases).await;
+}
+
+#[tokio::test]
+async fn bgp_advertisement_aggregation_lengths() {
+    let handle = start().await;
+    let cases = [
+        case("defaults", json!({}), Created),
+        case(
+            "both set",
+            json!({"aggregationLength": 24, "aggregationLengthV6": 64}),
+            Created,
+        ),
+        case(
+            "IPv4 at its bounds",
+            json!({"aggregationLength": 32, "aggregationLengthV6": 0}),
+            Created,
+        ),
+        case(
+            "IPv4 above 32",
+            json!({"aggregationLength": 33}),
+            Refused(
+                "spec.aggregationLength",
+                "invalid aggregation length 33 for IPv4: must be between 1 and 32",
+            ),
+        ),
+        case(
+            "IPv4 0 (the schema minimum)",
+            json!({"aggregationLength": 0}),
+            Refused("spec.aggregationLength", "greater than or equal to 1"),
+        ),
+        case(
+            "IPv6 above 128",
+            json!({"aggregationLengthV6": 129}),
+            Refused(
+                "spec.aggregationLengthV6",
+                "invalid aggregation length 129 for IPv6: must be between 0 and 128",
+            ),
+        ),
+        case(
+            "IPv6 negative",
+            json!({"aggregationLengthV6": -1}),
+            Refused("spec.aggregationLengthV6", "must be between 0 and 128"),
+        ),
+    ];
+    run(
+        &handle,
+        "v1beta1",
+        "BGPAdvertisement",
+        "bgpadvertisements",
+        &cases,
+    )
+    .await;
 }

@@ -46,7 +46,17 @@ use super::is_empty;
 pub struct BGPAdvertisementSpec {
     /// Prefix length of the announced IPv4 aggregate (default 32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1), extend("default" = 32))]
+    #[schemars(
+        range(min = 1),
+        extend(
+            "default" = 32,
+            "x-kubernetes-validations" = [{
+                "rule": "self <= 32",
+                "messageExpression": "'invalid aggregation length ' + string(self) + ' for IPv4: must be between 1 and 32'",
+                "message": "invalid aggregation length for IPv4: must be between 1 and 32"
+            }]
+        )
+    )]
     pub aggregation_length: Option<i32>,
     /// Prefix length of the announced IPv6 aggregate (default 128).
     #[serde(
@@ -54,7 +64,14 @@ pub struct BGPAdvertisementSpec {
         rename = "aggregationLengthV6",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(extend("default" = 128))]
+    #[schemars(extend(
+        "default" = 128,
+        "x-kubernetes-validations" = [{
+            "rule": "self >= 0 && self <= 128",
+            "messageExpression": "'invalid aggregation length ' + string(self) + ' for IPv6: must be between 0 and 128'",
+            "message": "invalid aggregation length for IPv6: must be between 0 and 128"
+        }]
+    ))]
     pub aggregation_length_v6: Option<i32>,
     /// LOCAL_PREF attribute, sent to iBGP peers only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -43,6 +43,10 @@ pub struct IPAddressPoolSpec {
     /// is 91 characters.
     #[schemars(extend(
         "maxItems" = ADDRESSES_MAX_ITEMS,
+        "x-kubernetes-validations" = [{
+            "rule": "size(self) > 0",
+            "message": "pool has no prefixes defined"
+        }],
         "items" = {
             "type": "string",
             "maxLength": ADDRESS_MAX_LENGTH,
