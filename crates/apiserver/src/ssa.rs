@@ -394,16 +394,16 @@ impl Comparison {
     }
 }
 
+/// Compares two objects (their `metadata.managedFields` left out).
 fn compare(old: &Value, new: &Value, shape: &Shape<'_>) -> Comparison {
     let mut out = Comparison::default();
-    compare_value(
-        Some(old),
-        Some(new),
+    let mut walk = Walk {
         shape,
-        &mut Vec::new(),
-        &mut Vec::new(),
-        &mut out,
-    );
+        path: Vec::new(),
+        at: Vec::new(),
+        out: &mut out,
+    };
+    walk.value(Some(old), Some(new));
     out.added.normalize();
     out.modified.normalize();
     out.removed.normalize();
@@ -416,115 +416,148 @@ enum Node {
     List(ListMerge),
 }
 
-fn node_kind(old: Option<&Value>, new: Option<&Value>, shape: &Shape<'_>, path: &[String]) -> Node {
-    let present: Vec<&Value> = old.into_iter().chain(new).collect();
-    if present.iter().all(|v| v.is_object()) {
-        let empty = present
-            .iter()
-            .all(|v| v.as_object().is_some_and(Map::is_empty));
-        if empty || (!path.is_empty() && shape.atomic_map(&view(path))) {
-            return Node::Leaf;
-        }
-        return Node::Map;
-    }
-    if present.iter().all(|v| v.is_array()) {
-        let empty = present
-            .iter()
-            .all(|v| v.as_array().is_some_and(Vec::is_empty));
-        let rule = shape.list(&view(path));
-        if empty || rule == ListMerge::Atomic {
-            return Node::Leaf;
-        }
-        return Node::List(rule);
-    }
-    Node::Leaf
+/// A path element while walking: a field borrowed from the objects, or a list item's
+/// computed element.
+enum Element<'a> {
+    Field(&'a str),
+    Item(String),
 }
 
-fn compare_value<'a>(
-    old: Option<&'a Value>,
-    new: Option<&'a Value>,
-    shape: &Shape<'_>,
-    path: &mut Vec<String>,
-    at: &mut Vec<String>,
-    out: &mut Comparison,
-) {
-    match node_kind(old, new, shape, path) {
-        Node::Leaf => {
-            if let (Some(old), Some(new)) = (old, new) {
-                if old != new {
-                    out.modified.insert(at);
-                }
-            }
-        }
-        Node::Map => {
-            let empty = Map::new();
-            let old_map = old.and_then(Value::as_object).unwrap_or(&empty);
-            let new_map = new.and_then(Value::as_object).unwrap_or(&empty);
-            let keys: std::collections::BTreeSet<&String> =
-                old_map.keys().chain(new_map.keys()).collect();
-            for key in keys {
-                path.push(key.clone());
-                at.push(format!("f:{key}"));
-                compare_value(old_map.get(key), new_map.get(key), shape, path, at, out);
-                at.pop();
-                path.pop();
-            }
-        }
-        Node::List(rule) => {
-            let list_path = view(path)
-                .iter()
-                .map(|s| (*s).to_string())
-                .collect::<Vec<_>>();
-            let index = |list: Option<&'a Value>| -> BTreeMap<String, &'a Value> {
-                list.and_then(Value::as_array)
-                    .map(|items| {
-                        items
-                            .iter()
-                            .map(|item| (shape.item_element(&view(&list_path), &rule, item), item))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let old_items = index(old);
-            let new_items = index(new);
-            let elements: std::collections::BTreeSet<&String> =
-                old_items.keys().chain(new_items.keys()).collect();
-            for element in elements {
-                path.push("*".into());
-                at.push(element.clone());
-                match rule {
-                    ListMerge::Map(_) => compare_value(
-                        old_items.get(element).copied(),
-                        new_items.get(element).copied(),
-                        shape,
-                        path,
-                        at,
-                        out,
-                    ),
-                    _ => hook(
-                        old_items.get(element).copied(),
-                        new_items.get(element).copied(),
-                        at,
-                        out,
-                    ),
-                }
-                at.pop();
-                path.pop();
-            }
-        }
-    }
-    hook(old, new, at, out);
+/// The state of one comparison walk: the schema path (`*` for list items) and the field
+/// path, both borrowed from the compared objects; field-set elements are only built for
+/// the paths that end up in a set.
+struct Walk<'a, 's, 'o> {
+    shape: &'s Shape<'s>,
+    path: Vec<&'a str>,
+    at: Vec<Element<'a>>,
+    out: &'o mut Comparison,
 }
 
-/// A node present on one side only is itself added or removed.
-fn hook(old: Option<&Value>, new: Option<&Value>, at: &[String], out: &mut Comparison) {
-    if at.is_empty() {
-        return;
+impl<'a> Walk<'a, '_, '_> {
+    fn kind(&self, old: Option<&Value>, new: Option<&Value>) -> Node {
+        let objects = old.is_none_or(Value::is_object) && new.is_none_or(Value::is_object);
+        if objects {
+            let empty = old.is_none_or(|v| v.as_object().is_some_and(Map::is_empty))
+                && new.is_none_or(|v| v.as_object().is_some_and(Map::is_empty));
+            if empty || (!self.path.is_empty() && self.shape.atomic_map(&self.path)) {
+                return Node::Leaf;
+            }
+            return Node::Map;
+        }
+        let arrays = old.is_none_or(Value::is_array) && new.is_none_or(Value::is_array);
+        if arrays {
+            let empty = old.is_none_or(|v| v.as_array().is_some_and(Vec::is_empty))
+                && new.is_none_or(|v| v.as_array().is_some_and(Vec::is_empty));
+            let rule = self.shape.list(&self.path);
+            if empty || rule == ListMerge::Atomic {
+                return Node::Leaf;
+            }
+            return Node::List(rule);
+        }
+        Node::Leaf
     }
-    match (old, new) {
-        (None, Some(_)) => out.added.insert(at),
-        (Some(_), None) => out.removed.insert(at),
-        _ => {}
+
+    fn elements(&self) -> Vec<String> {
+        self.at
+            .iter()
+            .map(|element| match element {
+                Element::Field(name) => format!("f:{name}"),
+                Element::Item(item) => item.clone(),
+            })
+            .collect()
+    }
+
+    fn value(&mut self, old: Option<&'a Value>, new: Option<&'a Value>) {
+        match self.kind(old, new) {
+            Node::Leaf => {
+                if let (Some(old), Some(new)) = (old, new) {
+                    if old != new {
+                        let at = self.elements();
+                        self.out.modified.insert(&at);
+                    }
+                }
+            }
+            Node::Map => {
+                let old_map = old.and_then(Value::as_object);
+                let new_map = new.and_then(Value::as_object);
+                let top_metadata = self.path == ["metadata"];
+                for (key, old_child) in old_map.into_iter().flatten() {
+                    if top_metadata && key == "managedFields" {
+                        continue;
+                    }
+                    self.child(key, Some(old_child), new_map.and_then(|m| m.get(key)));
+                }
+                for (key, new_child) in new_map.into_iter().flatten() {
+                    if (top_metadata && key == "managedFields")
+                        || old_map.is_some_and(|m| m.contains_key(key))
+                    {
+                        continue;
+                    }
+                    self.child(key, None, Some(new_child));
+                }
+            }
+            Node::List(rule) => self.list(&rule, old, new),
+        }
+        if !self.at.is_empty() {
+            match (old, new) {
+                (None, Some(_)) => {
+                    let at = self.elements();
+                    self.out.added.insert(&at);
+                }
+                (Some(_), None) => {
+                    let at = self.elements();
+                    self.out.removed.insert(&at);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn child(&mut self, key: &'a str, old: Option<&'a Value>, new: Option<&'a Value>) {
+        self.path.push(key);
+        self.at.push(Element::Field(key));
+        self.value(old, new);
+        self.at.pop();
+        self.path.pop();
+    }
+
+    fn list(&mut self, rule: &ListMerge, old: Option<&'a Value>, new: Option<&'a Value>) {
+        let index = |list: Option<&'a Value>| -> BTreeMap<String, &'a Value> {
+            list.and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|item| (self.shape.item_element(&self.path, rule, item), item))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let old_items = index(old);
+        let new_items = index(new);
+        let elements: Vec<&String> = old_items
+            .keys()
+            .chain(new_items.keys().filter(|k| !old_items.contains_key(*k)))
+            .collect();
+        for element in elements {
+            let (old_item, new_item) = (
+                old_items.get(element).copied(),
+                new_items.get(element).copied(),
+            );
+            self.path.push("*");
+            self.at.push(Element::Item(element.clone()));
+            if matches!(rule, ListMerge::Map(_)) {
+                self.value(old_item, new_item);
+            } else if old_item.is_none() != new_item.is_none() {
+                let at = self.elements();
+                if old_item.is_none() {
+                    self.out.added.insert(&at);
+                } else {
+                    self.out.removed.insert(&at);
+                }
+            }
+            self.at.pop();
+            self.path.pop();
+        }
     }
 }
 
@@ -1058,6 +1091,27 @@ fn subresource(status: bool) -> &'static str {
     }
 }
 
+/// Whether two objects are equal but for their `metadata.managedFields`.
+fn same_ignoring_managed_fields(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let meta = |map: &Map<String, Value>| -> Option<Map<String, Value>> {
+        map.get("metadata").and_then(Value::as_object).map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "managedFields")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    };
+    a.len() == b.len()
+        && a.iter()
+            .filter(|(k, _)| k.as_str() != "metadata")
+            .all(|(k, v)| b.get(k) == Some(v))
+        && meta(a) == meta(b)
+}
+
+#[cfg(test)]
 fn without_managed_fields(object: &Value) -> Value {
     let mut object = object.clone();
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -1180,27 +1234,31 @@ pub(crate) fn record(
     let shape = Shape::new(info);
     let sub = subresource(status);
     let api_version = info.api_version();
-    let live_entries = || {
-        decode(
-            old.and_then(|o| o.get("metadata"))
-                .and_then(|m| m.get("managedFields")),
-        )
-        .unwrap_or_default()
-    };
-    let mut entries = match (&write.apply, status, requested) {
-        // `[]` or `[{}]`: the client resets them.
+    let live = old
+        .and_then(|o| o.get("metadata"))
+        .and_then(|m| m.get("managedFields"));
+    // The entries the write starts from: the live ones, unless an update resets them
+    // (`[]` or `[{}]`) or carries other valid ones.
+    let base = match (&write.apply, status, requested) {
         (None, false, Some(Value::Array(list)))
             if list.iter().all(|entry| entry == &json!({})) && list.len() <= 1 =>
         {
-            Vec::new()
+            Some(Vec::new())
         }
-        (None, false, Some(requested)) => decode(Some(&requested))
-            .filter(|entries| !entries.is_empty())
-            .unwrap_or_else(live_entries),
-        _ => live_entries(),
+        (None, false, Some(requested)) if Some(&requested) != live => {
+            decode(Some(&requested)).filter(|entries| !entries.is_empty())
+        }
+        _ => None,
     };
-    let old_clean = old.map_or_else(|| empty_object(info), without_managed_fields);
-    let mut comparison = compare(&old_clean, new, &shape);
+    let empty;
+    let old_object = match old {
+        Some(old) => old,
+        None => {
+            empty = empty_object(info);
+            &empty
+        }
+    };
+    let mut comparison = compare(old_object, new, &shape);
     for set in [
         &mut comparison.added,
         &mut comparison.modified,
@@ -1211,6 +1269,19 @@ pub(crate) fn record(
     if old.is_none() {
         comparison.added.subtract(&write.unowned);
     }
+    // An update that changes nothing keeps the live entries as they are.
+    let unchanged = comparison.added.is_empty()
+        && comparison.modified.is_empty()
+        && comparison.removed.is_empty();
+    if write.apply.is_none() && base.is_none() && unchanged {
+        let meta = crate::meta::metadata_mut(new);
+        match live {
+            Some(live) => meta.insert("managedFields".into(), live.clone()),
+            None => meta.remove("managedFields"),
+        };
+        return Ok(());
+    }
+    let mut entries = base.unwrap_or_else(|| decode(live).unwrap_or_default());
     let changed = comparison.changed();
     let now = format_rfc3339(now_secs());
     match &write.apply {
@@ -1225,7 +1296,7 @@ pub(crate) fn record(
                 .collect();
             if !conflicts.is_empty() && !applied.force {
                 let allowed = if write.manager == "kubectl" && old.is_some() {
-                    last_applied_fields(info, status, &old_clean)
+                    last_applied_fields(info, status, old_object)
                 } else {
                     None
                 };
@@ -1250,7 +1321,7 @@ pub(crate) fn record(
                 entry.set.subtract(&comparison.removed);
             }
             let time = match previous {
-                Some(previous) if old_clean == *new => previous.time,
+                Some(previous) if same_ignoring_managed_fields(old_object, new) => previous.time,
                 _ => Some(now),
             };
             entries.push(Entry {
@@ -1292,7 +1363,7 @@ pub(crate) fn record(
     }
     if let Some(applied) = &write.apply {
         if write.manager == "kubectl" {
-            sync_last_applied(new, old.map(|_| &old_clean), &applied.config);
+            sync_last_applied(new, old, &applied.config);
         }
     }
     let meta = crate::meta::metadata_mut(new);
