@@ -81,19 +81,21 @@ impl FieldSet {
         union
     }
 
-    /// Removes the members of `other` (not their descendants).
-    fn subtract(&mut self, other: &Self) {
+    /// Removes the members of `other` (not their descendants); returns whether any went.
+    fn subtract(&mut self, other: &Self) -> bool {
+        let mut removed = other.member && self.member;
         if other.member {
             self.member = false;
         }
         for (element, theirs) in &other.children {
             if let Some(mine) = self.children.get_mut(element) {
-                mine.subtract(theirs);
+                removed |= mine.subtract(theirs);
                 if mine.is_empty() {
                     self.children.remove(element);
                 }
             }
         }
+        removed
     }
 
     fn intersection(&self, other: &Self) -> Self {
@@ -792,6 +794,9 @@ struct Entry {
     time: Option<String>,
     subresource: String,
     set: FieldSet,
+    /// The entry as it was read from the live object, while this write left it unchanged
+    /// (encoded again as it is).
+    raw: Option<Value>,
 }
 
 impl Entry {
@@ -839,10 +844,21 @@ impl Entry {
             time: text("time").map(str::to_string),
             subresource: text("subresource").unwrap_or_default().to_string(),
             set: FieldSet::from_fields_v1(value.get("fieldsV1").unwrap_or(&json!({})))?,
+            raw: Some(value.clone()),
         })
     }
 
+    /// Takes `fields` out of this entry's set.
+    fn lose(&mut self, fields: &FieldSet) {
+        if self.set.subtract(fields) {
+            self.raw = None;
+        }
+    }
+
     fn encode(&self) -> Value {
+        if let Some(raw) = &self.raw {
+            return raw.clone();
+        }
         let mut entry = json!({
             "manager": self.manager,
             "operation": self.operation.as_str(),
@@ -1245,9 +1261,14 @@ pub(crate) fn record(
         {
             Some(Vec::new())
         }
-        (None, false, Some(requested)) if Some(&requested) != live => {
-            decode(Some(&requested)).filter(|entries| !entries.is_empty())
-        }
+        (None, false, Some(requested)) if Some(&requested) != live => decode(Some(&requested))
+            .filter(|entries| !entries.is_empty())
+            .map(|mut entries| {
+                for entry in &mut entries {
+                    entry.raw = None;
+                }
+                entries
+            }),
         _ => None,
     };
     let empty;
@@ -1313,12 +1334,12 @@ pub(crate) fn record(
             }
             for (i, conflict) in &conflicts {
                 if let Some(entry) = entries.get_mut(*i) {
-                    entry.set.subtract(conflict);
+                    entry.lose(conflict);
                 }
             }
             let previous = entries.iter().position(is_self).map(|i| entries.remove(i));
             for entry in &mut entries {
-                entry.set.subtract(&comparison.removed);
+                entry.lose(&comparison.removed);
             }
             let time = match previous {
                 Some(previous) if same_ignoring_managed_fields(old_object, new) => previous.time,
@@ -1331,12 +1352,13 @@ pub(crate) fn record(
                 time,
                 subresource: sub.to_string(),
                 set: applied.set.clone(),
+                raw: None,
             });
         }
         None => {
             for entry in &mut entries {
-                entry.set.subtract(&changed);
-                entry.set.subtract(&comparison.removed);
+                entry.lose(&changed);
+                entry.lose(&comparison.removed);
             }
             if !changed.is_empty() {
                 let is_self =
@@ -1353,6 +1375,7 @@ pub(crate) fn record(
                     time: Some(now),
                     subresource: sub.to_string(),
                     set,
+                    raw: None,
                 });
             }
         }
@@ -1432,6 +1455,7 @@ fn cap_update_managers(entries: &mut Vec<Entry>) {
             time,
             subresource: String::new(),
             set,
+            raw: None,
         });
     }
 }
