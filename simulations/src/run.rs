@@ -83,6 +83,8 @@ pub struct Summary {
     pub false_takeovers: u64,
     /// Seeds with at least one false takeover.
     pub seeds_with_false_takeovers: u64,
+    /// The first of those seeds (to replay them).
+    pub false_takeover_seeds: Vec<u64>,
     /// Sum of split-brain time.
     pub split_brain: Duration,
     /// Longest split-brain time of one seed.
@@ -114,6 +116,9 @@ impl Summary {
         self.false_takeovers += report.false_takeovers;
         if report.false_takeovers > 0 {
             self.seeds_with_false_takeovers += 1;
+            if self.false_takeover_seeds.len() < 10 {
+                self.false_takeover_seeds.push(report.options.seed);
+            }
         }
         self.split_brain += report.split_brain;
         self.split_brain_max = self.split_brain_max.max(report.split_brain);
@@ -163,6 +168,10 @@ impl Summary {
                     "{} (in {} seeds)",
                     self.false_takeovers, self.seeds_with_false_takeovers
                 ),
+            ),
+            (
+                "  seeds (first 10)",
+                format!("{:?}", self.false_takeover_seeds),
             ),
             (
                 "split brain total (sim s)",
