@@ -605,3 +605,34 @@ fn legacy_configmap_warns_once() {
         .count();
     assert_eq!(legacy, 1);
 }
+
+#[test]
+fn full_pass_converges_one_service_at_a_time() {
+    let mut core = core();
+    core.handle(config(vec![pool(
+        "p",
+        &["10.0.0.1", "10.0.0.2", "10.0.0.3"],
+    )]));
+    for name in ["a", "b", "c"] {
+        core.handle(mk_service("ns", name).input());
+    }
+    core.handle(Input::Synced);
+    // After the configuration's actions, the first is "a"'s: the others are not converged
+    // yet, so a caller that waits on each action (a bounded channel) bounds what is queued.
+    let mut first = core.poll_action();
+    while matches!(
+        first,
+        Some(Action::ConfigurationState(_) | Action::ConfigMetrics { .. })
+    ) {
+        first = core.poll_action();
+    }
+    assert!(
+        matches!(&first, Some(Action::Event(ServiceEvent { object: EventObject::Service { key, .. }, .. })) if key.name == "a"),
+        "{first:?}"
+    );
+    assert_eq!(core.work.len(), 2, "b and c wait");
+    assert!(core.actions.len() <= 1, "only a's write is queued");
+    let rest = drain(&mut core);
+    assert_eq!(writes(&rest).len(), 3);
+    assert!(rest.contains(&Action::Ready));
+}
