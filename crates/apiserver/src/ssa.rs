@@ -602,6 +602,13 @@ fn merge(target: &mut Value, config: &Value, shape: &Shape<'_>, path: &mut Vec<S
             let element = |item: &Value| shape.item_element(&view(path), &rule, item);
             let live_elements: Vec<String> = live.iter().map(element).collect();
             let config_elements: Vec<String> = items.iter().map(element).collect();
+            let in_config: std::collections::BTreeSet<&String> = config_elements.iter().collect();
+            let live_position: BTreeMap<&String, usize> = live_elements
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, e)| (e, i))
+                .collect();
             let mut merged = Vec::with_capacity(live.len().max(items.len()));
             let mut done = std::collections::BTreeSet::new();
             let (mut l, mut r) = (0, 0);
@@ -620,7 +627,7 @@ fn merge(target: &mut Value, config: &Value, shape: &Shape<'_>, path: &mut Vec<S
                     }
                 }
                 if let Some(live_element) = live_elements.get(l) {
-                    if !config_elements.contains(live_element) {
+                    if !in_config.contains(live_element) {
                         merged.extend(live.get(l).cloned());
                         l += 1;
                         continue;
@@ -631,9 +638,9 @@ fn merge(target: &mut Value, config: &Value, shape: &Shape<'_>, path: &mut Vec<S
                     }
                 }
                 if let Some(config_element) = config_elements.get(r) {
-                    let position = live_elements.iter().position(|e| e == config_element);
-                    let mut item = position
-                        .and_then(|p| live.get(p).cloned())
+                    let mut item = live_position
+                        .get(config_element)
+                        .and_then(|p| live.get(*p).cloned())
                         .unwrap_or(Value::Null);
                     merge_item(&mut item, items.get(r), &rule, shape, path);
                     if !done.contains(config_element) {
