@@ -1766,6 +1766,57 @@ mod tests {
     }
 
     #[test]
+    fn lists_merge_by_type_and_prune_by_owner() {
+        let info = info("Pod");
+        let shape = Shape::new(&info);
+        let mut live = json!({
+            "metadata": {"finalizers": ["a", "b"]},
+            "spec": {"containers": [{"name": "x", "image": "x:1"}, {"name": "y", "image": "y:1"}],
+                     "tolerations": [{"key": "k"}]},
+        });
+        let config = json!({
+            "metadata": {"finalizers": ["c"]},
+            "spec": {"containers": [{"name": "y", "image": "y:2"}, {"name": "z", "image": "z:1"}],
+                     "tolerations": [{"key": "n"}]},
+        });
+        merge(&mut live, &config, &shape, &mut Vec::new());
+        assert_eq!(
+            live["metadata"]["finalizers"],
+            json!(["a", "b", "c"]),
+            "set: union"
+        );
+        assert_eq!(
+            live["spec"]["containers"],
+            json!([{"name": "x", "image": "x:1"}, {"name": "y", "image": "y:2"}, {"name": "z", "image": "z:1"}]),
+            "map list: by key"
+        );
+        assert_eq!(
+            live["spec"]["tolerations"],
+            json!([{"key": "n"}]),
+            "atomic: replaced"
+        );
+        let set = field_set(&config, &shape);
+        assert_eq!(
+            set.to_fields_v1()["f:metadata"]["f:finalizers"],
+            json!({"v:\"c\"": {}})
+        );
+        // The applier stops applying z and c; y's image is also another manager's.
+        let last = set;
+        let mut keep = field_set(&json!({"spec": {"containers": [{"name": "y"}]}}), &shape);
+        keep.union_with(&field_set(
+            &json!({"spec": {"containers": [{"name": "y", "image": "y:2"}]}}),
+            &Shape::new(&info),
+        ));
+        prune(&mut live, &last, Some(&keep), &shape, &mut Vec::new());
+        assert_eq!(live["metadata"]["finalizers"], json!(["a", "b"]));
+        assert_eq!(
+            live["spec"]["containers"],
+            json!([{"name": "x", "image": "x:1"}, {"name": "y", "image": "y:2"}])
+        );
+        assert!(live["spec"].get("tolerations").is_none());
+    }
+
+    #[test]
     fn update_entries_are_capped() {
         let info = info("ConfigMap");
         let mut object = json!({"metadata": {"name": "c"}, "data": {}});
