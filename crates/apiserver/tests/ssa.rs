@@ -301,6 +301,36 @@ async fn status_writes_resets_and_refusals() {
         );
     }
 
+    // LIST and WATCH carry them as GET does.
+    let list = common::raw(
+        &handle,
+        "GET",
+        "/api/v1/namespaces/default/services?fieldSelector=metadata.name%3Dweb",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        list.json()["items"][0]["metadata"]["managedFields"],
+        entries,
+        "{}",
+        list.text()
+    );
+    let mut watch = common::WatchLines::open(
+        &handle,
+        "/api/v1/namespaces/default/services?watch=true&resourceVersion=0&fieldSelector=metadata.name%3Dweb",
+        None,
+    )
+    .await;
+    let event = watch
+        .next(std::time::Duration::from_secs(10))
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        event["object"]["metadata"]["managedFields"], entries,
+        "{event}"
+    );
+
     // A status write records its own entry with `subresource: status`.
     let params = PatchParams {
         field_manager: Some("speaker".into()),
