@@ -63,7 +63,10 @@ pub const LEASE_FRESH_MAX_MICROS: i64 = 2_500_000;
 /// election order of the first IP. Returns the node this one yields to, if any. A dead node
 /// renews nothing after it left this node's view, so a survivor never yields to it (not even
 /// while its last renewal is still fresh); without the API, Leases go stale and the rule is
-/// inactive.
+/// inactive. The two sides of a partition see disjoint sets of members: when the other holder's
+/// alive count and this node's add up to more speakers than are known (gossip view and Leases),
+/// its side still sees some of this one (it is restarting with its earlier life's status, or
+/// resuming from a stall, not cut off), and gossip, not this rule, decides.
 pub fn partition_winner(
     me: &str,
     service: &ServiceInfo,
@@ -83,7 +86,16 @@ pub fn partition_winner(
             election_hash(&NodeName(node.to_owned()), first_ip),
         )
     };
-    let mine = rank(me, alive(members));
+    let my_alive = alive(members);
+    let mine = rank(me, my_alive);
+    let speakers = members
+        .keys()
+        .chain(snapshot.speaker_leases.keys())
+        .collect::<BTreeSet<_>>()
+        .len();
+    let disjoint = |theirs: u32| {
+        usize::try_from(theirs.saturating_add(my_alive)).is_ok_and(|sum| sum <= speakers)
+    };
     owners
         .iter()
         .filter(|node| node.as_str() != me)
@@ -92,8 +104,10 @@ pub fn partition_winner(
             let lease = snapshot.speaker_leases.get(node)?;
             let since = *inactive_since.get(node)?;
             let age = now_unix_micros.saturating_sub(lease.renewed_unix_micros);
-            (age.abs() <= LEASE_FRESH_MAX_MICROS && lease.renewed_unix_micros > since)
-                .then(|| (rank(node, lease.alive_members), node))
+            (age.abs() <= LEASE_FRESH_MAX_MICROS
+                && lease.renewed_unix_micros > since
+                && disjoint(lease.alive_members))
+            .then(|| (rank(node, lease.alive_members), node))
         })
         .filter(|(theirs, _)| *theirs < mine)
         .min()

@@ -143,6 +143,27 @@ fn partition_rule_table() {
             None,
         ),
         (
+            "a restarting holder (earlier life's status, fresh Lease) that sees our side: sides overlap, no yield",
+            "node-c",
+            vec![("node-c", true), ("node-a", false), ("node-b", true)],
+            vec!["node-a", "node-c"],
+            vec![("node-a", fresh, 3)],
+            None,
+        ),
+        (
+            "the same counts across a clean partition of four: disjoint sides, yield",
+            "node-c",
+            vec![
+                ("node-c", true),
+                ("node-a", false),
+                ("node-b", false),
+                ("node-d", false),
+            ],
+            vec!["node-a", "node-c"],
+            vec![("node-a", fresh, 3)],
+            Some("node-a"),
+        ),
+        (
             "tie on alive members: the election order's second yields",
             second,
             vec![(second, true), (first, false)],
