@@ -3,9 +3,11 @@
 //! time. [`Sim::run`] returns a [`Report`].
 //!
 //! Each speaker is the same glue the `ironlb speaker` actor tree is, without actors: gossip
-//! [`Membership`] events → the member view (as `forward_members`) → [`Layer2Core::reconcile`]
-//! → announce / withdraw into the [`GratuitousSchedule`] and the layer 2 segment, claims back
-//! into gossip. The controller is [`Core`] over the real allocator, with the status writer's
+//! [`Membership`] events → the member view (as `forward_members`) → [`Layer2Core::reconcile_at`]
+//! with the node's wall clock (the partition rule on) → announce / withdraw into the
+//! [`GratuitousSchedule`] and the layer 2 segment, claims back into gossip; each speaker also
+//! renews its Lease every second and writes its `ServiceL2Status` objects through a model of the
+//! status writer, and the split-brain checker bounds split brain across gossip partitions. The controller is [`Core`] over the real allocator, with the status writer's
 //! retry rule (backoff 100 ms to 10 s; a 409 or 404 drops the write).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -2008,7 +2010,7 @@ impl Sim {
         }
         let mut present = BTreeSet::new();
         for service in self.api.services.values() {
-            let Ok(view) = ServiceView::from_service(service.object.service_arg()) else {
+            let Ok(view) = ServiceView::from_service(&service.object) else {
                 continue;
             };
             present.insert(view.key.clone());
@@ -2694,27 +2696,6 @@ impl Node {
             status_flush_scheduled: false,
             status_names: BTreeSet::new(),
         }
-    }
-}
-
-/// `ServiceView::from_service` takes an `Arc<Service>` at the last commit of `ironlb-controller`
-/// and a `&Service` in H1's change in progress; this picks whichever the signature asks for, so
-/// the simulator builds on both sides of that change.
-trait ServiceArg<'a, T> {
-    fn service_arg(&'a self) -> T;
-}
-
-impl<'a> ServiceArg<'a, &'a k8s_openapi::api::core::v1::Service>
-    for Arc<k8s_openapi::api::core::v1::Service>
-{
-    fn service_arg(&'a self) -> &'a k8s_openapi::api::core::v1::Service {
-        self
-    }
-}
-
-impl ServiceArg<'_, Self> for Arc<k8s_openapi::api::core::v1::Service> {
-    fn service_arg(&self) -> Self {
-        self.clone()
     }
 }
 

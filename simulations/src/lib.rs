@@ -3,9 +3,10 @@
 //!
 //! This crate owns the simulated world and the checkers: the network (loss, delay, duplication,
 //! reordering, partitions), the layer 2 segment (who answers ARP for each IP), the API server
-//! ([`api`]), the fault schedule drawn from the seed ([`options`]), the safety and liveness
-//! checkers and the per-seed measurements ([`cluster`]), the trace hash ([`trace`]) and the
-//! batch runner with its summary table ([`run`]). It owns none of the logic under test: gossip
+//! ([`api`], with the speakers' Leases and `ServiceL2Status` objects for the partition rule),
+//! the fault schedule drawn from the seed ([`options`]), the safety and liveness checkers and
+//! the per-seed measurements ([`cluster`]), the trace hash ([`trace`]) and the batch runner with
+//! its summary table ([`run`]). It owns none of the logic under test: gossip
 //! membership and the sealed transport (`ironlb-gossip`), the election, the gratuitous ARP
 //! schedule (`ironlb-announce`), the speaker decisions and [`ironlb_actors::layer2::Layer2Core`]
 //! (`ironlb-actors`), the allocator and the controller core (`ironlb-alloc`,
