@@ -2,7 +2,7 @@
 //! cleanup, and ownerReference garbage collection. Each pass is one synchronous function over
 //! the locked state; a task calls it after writes and on a timer.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -154,27 +154,43 @@ fn purge_unserved(state: &mut State) {
 }
 
 /// Deletes objects all of whose owners are gone (Background propagation).
+///
+/// It runs after every burst of deletes with the state locked, so it looks up only the uids
+/// that dependents name: one pass over the object headers to find dependents (usually few),
+/// one to see which of their owners still exist; no set of every uid is built.
 fn collect_garbage(state: &mut State) {
-    let uids: BTreeSet<&str> = state
-        .objects
-        .values()
-        .flat_map(|objects| objects.values())
-        .map(|object| &*object.uid)
-        .filter(|uid| !uid.is_empty())
-        .collect();
-    let mut orphans = Vec::new();
+    let mut dependents = Vec::new();
+    let mut wanted: BTreeMap<&str, bool> = BTreeMap::new();
     for (storage, objects) in &state.objects {
         for ((namespace, name), object) in objects {
-            // An owner reference without a uid has "" here, which no object has: gone.
-            if object.owner_uids.is_empty() {
+            if object.owner_uids.is_empty() || object.deleting {
                 continue;
             }
-            let all_gone = object.owner_uids.iter().all(|uid| !uids.contains(&**uid));
-            if all_gone && !object.deleting {
-                orphans.push((storage.clone(), namespace.clone(), name.clone()));
+            for uid in &*object.owner_uids {
+                wanted.insert(uid, false);
             }
+            dependents.push((storage, namespace, name, object));
         }
     }
+    if dependents.is_empty() {
+        return;
+    }
+    for object in state.objects.values().flat_map(BTreeMap::values) {
+        if let Some(found) = wanted.get_mut(&*object.uid) {
+            *found = true;
+        }
+    }
+    // An owner reference without a uid has "" here, which no object has: gone.
+    let orphans: Vec<(StorageKey, String, String)> = dependents
+        .into_iter()
+        .filter(|(_, _, _, object)| {
+            object
+                .owner_uids
+                .iter()
+                .all(|uid| uid.is_empty() || !wanted.get(&**uid).copied().unwrap_or(false))
+        })
+        .map(|(storage, namespace, name, _)| (storage.clone(), namespace.clone(), name.clone()))
+        .collect();
     for (storage, namespace, name) in orphans.into_iter().take(DELETIONS_PER_PASS_MAX) {
         if let Some(info) = info_for(state, &storage) {
             let _ = delete_locked(

@@ -24,6 +24,11 @@ use crate::table::{partial_metadata, table};
 const WATCH_BUFFER_FRAMES: usize = 256;
 /// Event lines ready together are sent as one frame (one chunk, one write) up to this size.
 const WATCH_FRAME_MAX_BYTES: usize = 64 * 1024;
+/// A watch sends at most one frame per this interval: events that arrive while it waits go
+/// out together, so at thousands of writes a second each watcher makes a write (and its
+/// reader a read) per millisecond instead of one per event. Below one event per millisecond
+/// nothing waits.
+const WATCH_FLUSH_INTERVAL: Duration = Duration::from_millis(1);
 /// The longest a watch without `timeoutSeconds` stays open (the real server's default).
 const WATCH_TIMEOUT_DEFAULT_SECS: u64 = 1800;
 
@@ -157,17 +162,25 @@ impl Watch {
         if initial_events && self.tx.send(self.bookmark(last_rv, true)).await.is_err() {
             return;
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        let expiry = tokio::time::sleep(timeout);
+        tokio::pin!(expiry);
         let mut bookmark_timer = tokio::time::interval_at(
             tokio::time::Instant::now() + bookmark_interval,
             bookmark_interval,
         );
+        let mut flushed_at = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 changed = rv_rx.changed() => {
                     if changed.is_err() {
                         return;
                     }
+                    let due = flushed_at + WATCH_FLUSH_INTERVAL;
+                    if tokio::time::Instant::now() < due {
+                        tokio::time::sleep_until(due).await;
+                    }
+                    flushed_at = tokio::time::Instant::now();
+                    rv_rx.mark_unchanged();
                     // Only collect under the lock; render outside it.
                     let next = self.core.history.lock().events_after(last_rv).map_err(|oldest| (oldest, last_rv));
                     let next = next.map(|(events, rv)| (self.render_events(&events), rv));
@@ -194,7 +207,7 @@ impl Watch {
                         return;
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                () = &mut expiry => {
                     if self.bookmarks {
                         let _ = self.tx.send(self.bookmark(last_rv, false)).await;
                     }
