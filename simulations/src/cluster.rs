@@ -283,6 +283,9 @@ struct Node {
     /// The `ServiceL2Status` objects the status writer knows by name (adopted at start or
     /// created since): as the real writer, it can delete only those.
     status_names: BTreeSet<L2Key>,
+    /// The status writer has not listed its earlier life's objects yet (the API server was out
+    /// of reach): every flush tries again, as the real writer does.
+    status_unadopted: bool,
 }
 
 /// One IP answered by two or more nodes.
@@ -890,21 +893,33 @@ impl Sim {
             self.push(now, Event::LeaseRenew { node: index, life });
             // The status writer adopts its earlier life's ServiceL2Status objects and deletes
             // those the announcer does not want again within STATUS_ADOPT_FLUSH. As the real
-            // writer, it lists them once: when the API server is out of reach then, they are
-            // never adopted (and stay, see the README's bugs found).
-            if self.api_reachable(index) {
-                let name = self.nodes[index].name.clone();
-                let adopted = self.api.l2_statuses_of(&name);
-                let node = &mut self.nodes[index];
-                for key in adopted {
-                    node.status_pending.insert(key.clone(), false);
-                    node.status_names.insert(key);
-                }
-                node.status_flush_scheduled = true;
-                self.push(
-                    now + STATUS_ADOPT_FLUSH,
-                    Event::StatusFlush { node: index, life },
-                );
+            // writer, when the API server is out of reach then, every flush lists them again
+            // until the list succeeds.
+            self.nodes[index].status_unadopted = true;
+            self.adopt_statuses(index);
+            let node = &mut self.nodes[index];
+            node.status_flush_scheduled = true;
+            self.push(
+                now + STATUS_ADOPT_FLUSH,
+                Event::StatusFlush { node: index, life },
+            );
+        }
+    }
+
+    /// The status writer's adoption: when the API server is in reach, one list of this node's
+    /// `ServiceL2Status` objects; each becomes known by name and is deleted by the next flush
+    /// unless the announcer wants it.
+    fn adopt_statuses(&mut self, index: usize) {
+        if !self.nodes[index].status_unadopted || !self.api_reachable(index) {
+            return;
+        }
+        let name = self.nodes[index].name.clone();
+        let adopted = self.api.l2_statuses_of(&name);
+        let node = &mut self.nodes[index];
+        node.status_unadopted = false;
+        for key in adopted {
+            if node.status_names.insert(key.clone()) {
+                node.status_pending.entry(key).or_insert(false);
             }
         }
     }
@@ -1568,13 +1583,15 @@ impl Sim {
             return;
         };
         node.status_flush_scheduled = false;
-        if node.status_pending.is_empty() {
+        if node.status_pending.is_empty() && !node.status_unadopted {
             return;
         }
         if !reachable {
             self.schedule_status_flush(index, STATUS_RETRY);
             return;
         }
+        self.adopt_statuses(index);
+        let node = &mut self.nodes[index];
         let pending = std::mem::take(&mut node.status_pending);
         let name = node.name.clone();
         let mut changed = false;
@@ -2695,6 +2712,7 @@ impl Node {
             status_pending: BTreeMap::new(),
             status_flush_scheduled: false,
             status_names: BTreeSet::new(),
+            status_unadopted: false,
         }
     }
 }

@@ -62,3 +62,16 @@ fn partition_rule_bounds_split_brain() {
         "the partition rule never fired"
     );
 }
+
+/// The seeds in which a speaker restarted while the API server was out of its reach and, with
+/// a status writer that listed its earlier life's `ServiceL2Status` objects only once, left
+/// one behind for good: an IP nobody announced (README, "Bugs found"). They pass with the
+/// writer's adoption retried on every flush.
+#[test]
+fn restart_during_api_outage_leaves_no_ip_dark() {
+    for seed in [18, 397, 422] {
+        let summary = run_seeds(seed, 1, &Overrides::default(), 1, false);
+        let failures: Vec<_> = summary.failed.iter().map(|r| &r.failures).collect();
+        assert!(failures.is_empty(), "seed {seed}: {failures:?}");
+    }
+}
