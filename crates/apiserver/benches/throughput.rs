@@ -2,7 +2,13 @@
 //! Services with 100 concurrent watchers, watch delivery latency, and memory per stored object.
 //!
 //! Run: `cargo bench -p ironlb-apiserver --bench throughput` (prints figures; no assertions).
-//! Environment: `BENCH_OBJECTS` (default 10000), `BENCH_WATCHERS` (100), `BENCH_CLIENTS` (16).
+//! Environment: `BENCH_OBJECTS` (default 10000), `BENCH_WATCHERS` (100), `BENCH_CLIENTS` (16),
+//! `BENCH_RATE` (5000: the writes per second of the paced phase).
+//!
+//! The create and patch-status phases run as fast as the clients can (throughput; delivery
+//! latency then includes the queues of a saturated machine). A last patch-status phase is paced
+//! at `BENCH_RATE` writes per second (open loop: each request leaves at its scheduled time), and
+//! its delivery latency is the figure "at that load".
 //!
 //! Memory per object is measured with a counting global allocator: the live heap (bytes
 //! allocated and not yet freed, by server and bench together) with every Service stored, minus
@@ -244,6 +250,7 @@ async fn run_phase<F>(
     objects: usize,
     clients: usize,
     origin: Instant,
+    rate: Option<f64>,
     make: F,
 ) -> Phase
 where
@@ -267,6 +274,10 @@ where
                     usize::try_from(next.fetch_add(1, Ordering::Relaxed)).unwrap_or(usize::MAX);
                 if index >= objects {
                     break;
+                }
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64(index as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
                 }
                 let (method, path, content_type, body) = make(index, micros_since(origin));
                 let sent = Instant::now();
@@ -322,6 +333,7 @@ fn main() {
     let objects = env_usize("BENCH_OBJECTS", 10_000);
     let watchers = env_usize("BENCH_WATCHERS", 100);
     let clients = env_usize("BENCH_CLIENTS", 16);
+    let rate = env_usize("BENCH_RATE", 5_000) as f64;
     let baseline_kib = rss_kib();
     // The server runs on a runtime of its own, so its threads' CPU time can be told apart from
     // the clients' and the watch readers'; both get as many workers as there are cores.
@@ -361,7 +373,7 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         println!("ironlb-apiserver bench: {objects} Services, {watchers} watchers, {clients} client connections, {} CPUs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 
-        let create = run_phase("create", &handle, objects, clients, origin, |index, now_us| {
+        let create = run_phase("create", &handle, objects, clients, origin, None, |index, now_us| {
             let body = format!(
                 r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"svc-{index}","labels":{{"app":"bench"}},"annotations":{{"bench/sent-us":"{now_us}"}}}},"spec":{{"ports":[{{"port":80,"targetPort":8080}}],"selector":{{"app":"bench"}}}}}}"#
             );
@@ -371,7 +383,7 @@ fn main() {
         report(&create, objects);
         let create_deliveries = { std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner())) };
 
-        let patch = run_phase("patch-status", &handle, objects, clients, origin, |index, now_us| {
+        let patch = run_phase("patch-status", &handle, objects, clients, origin, None, |index, now_us| {
             let body = format!(
                 r#"{{"metadata":{{"annotations":{{"bench/sent-us":"{now_us}"}}}},"status":{{"loadBalancer":{{"ingress":[{{"ip":"192.0.2.{}"}}]}}}}}}"#,
                 index % 250 + 1
@@ -381,7 +393,7 @@ fn main() {
         .await;
         report(&patch, objects);
 
-        let get = run_phase("get", &handle, objects, clients, origin, |index, _| ("GET", format!("/api/v1/namespaces/bench/services/svc-{index}"), "application/json", Vec::new())).await;
+        let get = run_phase("get", &handle, objects, clients, origin, None, |index, _| ("GET", format!("/api/v1/namespaces/bench/services/svc-{index}"), "application/json", Vec::new())).await;
         report(&get, objects);
 
         // Let the watchers drain, then summarise delivery latency.
@@ -395,7 +407,7 @@ fn main() {
         all.append(&mut patch_deliveries);
         all.sort_unstable();
         println!(
-            "watch delivery ({} events to {} watchers): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            "watch delivery, create + patch-status as fast as possible ({} events to {} watchers): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
             received.load(Ordering::Relaxed),
             watchers,
             percentile(&all, 0.50) as f64 / 1000.0,
@@ -412,6 +424,33 @@ fn main() {
         );
 
         drop(all);
+
+        let paced = run_phase("patch-paced", &handle, objects, clients, origin, Some(rate), |index, now_us| {
+            let body = format!(
+                r#"{{"metadata":{{"annotations":{{"bench/sent-us":"{now_us}"}}}},"status":{{"loadBalancer":{{"ingress":[{{"ip":"198.51.100.{}"}}]}}}}}}"#,
+                index % 250 + 1
+            );
+            ("PATCH", format!("/api/v1/namespaces/bench/services/svc-{index}/status"), "application/merge-patch+json", body.into_bytes())
+        })
+        .await;
+        report(&paced, objects);
+        let expected = u64::try_from(objects * 3 * watchers).unwrap_or(u64::MAX);
+        let drain_started = Instant::now();
+        while received.load(Ordering::Relaxed) < expected && drain_started.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut paced_deliveries = { std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner())) };
+        paced_deliveries.sort_unstable();
+        println!(
+            "watch delivery at {rate:.0} writes/s, paced ({} events to {} watchers): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            paced_deliveries.len(),
+            watchers,
+            percentile(&paced_deliveries, 0.50) as f64 / 1000.0,
+            percentile(&paced_deliveries, 0.99) as f64 / 1000.0,
+            paced_deliveries.last().copied().unwrap_or(0) as f64 / 1000.0
+        );
+        drop(paced_deliveries);
+
         handle.close_watches();
         // Closed watches end their chunked bodies but the connections stay open: stop readers.
         for task in watch_tasks {
@@ -423,7 +462,7 @@ fn main() {
         let loaded_heap = live_heap_bytes();
         let stored_objects = handle.object_count();
 
-        let delete = run_phase("delete", &handle, objects, clients, origin, |index, _| ("DELETE", format!("/api/v1/namespaces/bench/services/svc-{index}"), "application/json", Vec::new())).await;
+        let delete = run_phase("delete", &handle, objects, clients, origin, None, |index, _| ("DELETE", format!("/api/v1/namespaces/bench/services/svc-{index}"), "application/json", Vec::new())).await;
         report(&delete, objects);
         handle.compact();
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -655,11 +655,15 @@ fn namespace_of_body(body: &Value) -> Option<String> {
 
 /// Checks body kind / apiVersion / namespace against the request, prunes unknown fields,
 /// applies schema defaults and validation for CRs. Returns warnings.
+///
+/// `old` is the stored object an update replaces: a built-in's top-level fields equal to it
+/// were admitted before, so only the others go through the typed round trip.
 fn admit_body(
     info: &ResourceInfo,
     target: &Target,
     body: &mut Value,
     params: &Params,
+    old: Option<&Value>,
 ) -> Result<Vec<String>, ApiError> {
     let name = target
         .name
@@ -702,7 +706,10 @@ fn admit_body(
     }
     let unknown = match &info.custom {
         Some(custom) => schema::prune(body, &custom.schema),
-        None => crate::builtin::prune_unknown(&info.group, &info.kind, body),
+        None => match old.and_then(Value::as_object) {
+            Some(old) => crate::builtin::prune_unknown_changed(&info.group, &info.kind, body, old),
+            None => crate::builtin::prune_unknown(&info.group, &info.kind, body),
+        },
     };
     let mut warnings = Vec::new();
     if !unknown.is_empty() {
@@ -846,7 +853,7 @@ pub(crate) fn admit_create(
         scoped.namespace = Some(namespace);
         return admit_create(&scoped, body, params);
     }
-    let warnings = admit_body(&info, target, &mut body, params)?;
+    let warnings = admit_body(&info, target, &mut body, params, None)?;
     Ok(AdmittedCreate {
         target: target.clone(),
         body,
@@ -1079,7 +1086,7 @@ pub(crate) fn update_locked(
         .get("metadata")
         .and_then(|m| m.get("managedFields"))
         .cloned();
-    let mut warnings = admit_body(&info, target, &mut body, params)?;
+    let mut warnings = admit_body(&info, target, &mut body, params, Some(old))?;
     let old_view = to_view(&info, old);
     // Status subresource / main resource split.
     let mut new = if target.status {
@@ -1132,11 +1139,7 @@ pub(crate) fn update_locked(
     };
     // Immutable and system metadata come from the stored object.
     {
-        let old_meta = old_view
-            .get("metadata")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        let old_meta = old_view.get("metadata").and_then(Value::as_object);
         let meta = metadata_mut(&mut new);
         for field in [
             "uid",
@@ -1148,7 +1151,7 @@ pub(crate) fn update_locked(
             "name",
             "namespace",
         ] {
-            match old_meta.get(field) {
+            match old_meta.and_then(|old_meta| old_meta.get(field)) {
                 Some(value) => meta.insert(field.into(), value.clone()),
                 None => meta.remove(field),
             };

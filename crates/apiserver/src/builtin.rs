@@ -3,7 +3,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 fn round_trip<T: DeserializeOwned + Serialize>(value: &Value) -> Option<Value> {
     // Deserialising from `&Value` reads the tree in place (no deep copy of the body).
@@ -49,6 +49,53 @@ pub(crate) fn prune_unknown(group: &str, kind: &str, value: &mut Value) -> Vec<S
     let mut unknown = Vec::new();
     if let Some(typed) = typed_round_trip(group, kind, value) {
         prune_against(value, &typed, "", &mut unknown);
+    }
+    unknown
+}
+
+/// [`prune_unknown`] for an update: top-level fields equal to the stored object's were admitted
+/// when it was written, so only the changed ones (with `apiVersion` and `kind`) are round
+/// tripped. Each top-level field of a built-in decodes on its own, so the unknown fields found
+/// are the same as a round trip of the whole object would find.
+pub(crate) fn prune_unknown_changed(
+    group: &str,
+    kind: &str,
+    value: &mut Value,
+    old: &Map<String, Value>,
+) -> Vec<String> {
+    let Some(map) = value.as_object_mut() else {
+        return prune_unknown(group, kind, value);
+    };
+    let changed: Vec<String> = map
+        .iter()
+        .filter(|(key, field)| {
+            !matches!(key.as_str(), "apiVersion" | "kind") && old.get(*key) != Some(*field)
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    let mut partial = Map::new();
+    for key in ["apiVersion", "kind"] {
+        if let Some(field) = map.get(key) {
+            partial.insert(key.into(), field.clone());
+        }
+    }
+    for key in &changed {
+        if let Some(field) = map.remove(key) {
+            partial.insert(key.clone(), field);
+        }
+    }
+    let mut partial = Value::Object(partial);
+    let unknown = prune_unknown(group, kind, &mut partial);
+    if let Value::Object(mut partial) = partial {
+        for key in changed {
+            // An unknown top-level field was removed from `partial`: it stays out.
+            if let Some(field) = partial.remove(&key) {
+                map.insert(key, field);
+            }
+        }
     }
     unknown
 }
@@ -110,5 +157,34 @@ mod tests {
         );
         assert!(service["spec"].get("foo").is_none());
         assert_eq!(service["metadata"]["labels"]["a"], "b");
+    }
+
+    #[test]
+    fn an_update_round_trips_only_changed_fields_and_finds_the_same_unknowns() {
+        let old = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}});
+        let cases = [
+            // Only status changed, with an unknown field in it.
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}},
+                "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1", "bogus": 1}]}}}),
+            // Spec changed with an unknown field, metadata gained a label.
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": {"a": "b"}},
+                "spec": {"ports": [{"port": 81, "bogus": 1}], "selector": {"app": "web"}}}),
+            // An unknown top-level field.
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}, "extra": {"x": 1}}),
+            // Nothing changed.
+            old.clone(),
+        ];
+        let old_map = old.as_object().cloned().unwrap_or_default();
+        for case in cases {
+            let mut whole = case.clone();
+            let mut changed = case.clone();
+            let expected = prune_unknown("", "Service", &mut whole);
+            let found = prune_unknown_changed("", "Service", &mut changed, &old_map);
+            assert_eq!(found, expected, "{case}");
+            assert_eq!(changed, whole, "{case}");
+        }
     }
 }
