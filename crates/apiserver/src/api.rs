@@ -1102,7 +1102,7 @@ pub(crate) fn update_locked(
                 merged
             }
             _ => {
-                let mut merged = body.clone();
+                let mut merged = body;
                 if let Some(map) = merged.as_object_mut() {
                     map.retain(|key, _| {
                         matches!(key.as_str(), "metadata" | "status" | "apiVersion" | "kind")
@@ -1126,7 +1126,7 @@ pub(crate) fn update_locked(
             }
         }
     } else {
-        let mut merged = body.clone();
+        let mut merged = body;
         if info.has_status {
             if let Some(map) = merged.as_object_mut() {
                 match old_view.get("status") {
