@@ -23,6 +23,36 @@ use cel::common::types::{
 use cel::common::value::{CowVal, StaticVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
+/// Implements the `cel` crate's value traits for a custom CEL type (`$cel_type`, a static
+/// `Type`) whose CEL equality is its Rust `PartialEq`.
+macro_rules! custom_val {
+    ($ty:ty, $cel_type:expr) => {
+        impl Val for $ty {
+            fn get_type(&self) -> &Type {
+                &$cel_type
+            }
+
+            fn cel_type() -> &'static Type {
+                &$cel_type
+            }
+
+            fn equals(&self, other: &dyn Val) -> bool {
+                other.downcast_ref::<Self>().is_some_and(|o| o == self)
+            }
+
+            fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v> {
+                Box::new(Clone::clone(self))
+            }
+
+            fn as_any(&self) -> Option<&dyn Any> {
+                Some(self)
+            }
+        }
+
+        impl StaticVal for $ty {}
+    };
+}
+
 mod comprehensions;
 mod format;
 mod quantity;
@@ -477,29 +507,7 @@ fn kubernetes(env: &mut Env) -> Result<(), DeclarationError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ip(IpAddr);
 
-impl Val for Ip {
-    fn get_type(&self) -> &Type {
-        &IP_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &IP_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Self>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v> {
-        Box::new(*self)
-    }
-
-    fn as_any(&self) -> Option<&dyn Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Ip {}
+custom_val!(Ip, IP_TYPE);
 
 /// A `cidr(…)` value: an address and a prefix length, the address kept as written (host bits
 /// included), as Go's `netip.Prefix` does.
@@ -509,29 +517,7 @@ pub(crate) struct Cidr {
     prefix_length: u8,
 }
 
-impl Val for Cidr {
-    fn get_type(&self) -> &Type {
-        &CIDR_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &CIDR_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Self>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v> {
-        Box::new(*self)
-    }
-
-    fn as_any(&self) -> Option<&dyn Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Cidr {}
+custom_val!(Cidr, CIDR_TYPE);
 
 impl Cidr {
     /// The network: the address with the bits past the prefix cleared.

@@ -258,29 +258,7 @@ fn validate(name: &str, value: &str) -> Vec<String> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Format(&'static str);
 
-impl Val for Format {
-    fn get_type(&self) -> &Type {
-        &FORMAT_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &FORMAT_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Self>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v> {
-        Box::new(*self)
-    }
-
-    fn as_any(&self) -> Option<&dyn Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Format {}
+custom_val!(Format, FORMAT_TYPE);
 
 /// Registers the format library's functions on `env`.
 pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {

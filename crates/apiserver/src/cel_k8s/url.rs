@@ -26,29 +26,7 @@ pub(super) struct Url {
     raw_query: String,
 }
 
-impl Val for Url {
-    fn get_type(&self) -> &Type {
-        &URL_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &URL_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Self>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v> {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> Option<&dyn Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Url {}
+custom_val!(Url, URL_TYPE);
 
 /// What a string is being unescaped (or escaped) as, after Go's `net/url` encodings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
