@@ -180,27 +180,29 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Reads a watch stream, recording `now - sent` for every event carrying `bench/sent-us`.
+/// Reads a watch stream until it ends, returning `(sent, now - sent)` in µs since `origin` for
+/// every event carrying `bench/sent-us`, so that deliveries can be told apart by the phase that
+/// sent them.
 async fn watcher(
     handle: &ServerHandle,
     origin: Instant,
-    latencies: Arc<std::sync::Mutex<Vec<u64>>>,
     received: Arc<AtomicU64>,
-) {
+) -> Vec<(u64, u64)> {
     let mut stream = TcpStream::connect(handle.addr())
         .await
         .unwrap_or_else(|error| panic!("connect: {error}"));
     let request = "GET /api/v1/namespaces/bench/services?watch=true&resourceVersion=0 HTTP/1.1\r\nHost: bench\r\n\r\n";
     let _ = stream.write_all(request.as_bytes()).await;
     let mut reader = BufReader::new(stream);
-    let mut local = Vec::new();
+    let mut deliveries = Vec::new();
     let mut line = Vec::new();
     loop {
         line.clear();
         // Chunked framing: every event is one chunk ending in a newline; scanning lines works
-        // because chunk-size lines never contain the marker.
+        // because chunk-size lines never contain the marker, and `0` alone is the last chunk.
         match reader.read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => break,
+            Ok(_) if line == b"0\r\n" => break,
             Ok(_) => {}
         }
         let Some(position) = find(&line, b"\"bench/sent-us\":\"") else {
@@ -212,20 +214,32 @@ async fn watcher(
             .map(|b| char::from(*b))
             .collect();
         if let Ok(sent) = digits.parse::<u64>() {
-            local.push(micros_since(origin).saturating_sub(sent));
+            deliveries.push((sent, micros_since(origin).saturating_sub(sent)));
             received.fetch_add(1, Ordering::Relaxed);
         }
-        if local.len() >= 1024 {
-            latencies
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .append(&mut local);
-        }
     }
+    deliveries
+}
+
+/// Delivery latencies of the events sent within `window` (µs since the bench's origin), sorted.
+fn delivered_within(deliveries: &[(u64, u64)], window: (u64, u64)) -> Vec<u64> {
+    let mut latencies: Vec<u64> = deliveries
+        .iter()
+        .filter(|(sent, _)| (window.0..=window.1).contains(sent))
+        .map(|(_, latency)| *latency)
+        .collect();
+    latencies.sort_unstable();
     latencies
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .append(&mut local);
+}
+
+fn print_delivery(what: &str, watchers: usize, latencies: &[u64]) {
+    println!(
+        "watch delivery, {what} ({} events to {watchers} watchers): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        latencies.len(),
+        percentile(latencies, 0.50) as f64 / 1000.0,
+        percentile(latencies, 0.99) as f64 / 1000.0,
+        latencies.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
 }
 
 /// Substring search (SIMD, so the 100 in-process readers take as little as possible of the
@@ -236,6 +250,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 struct Phase {
     name: &'static str,
+    /// When the phase started and ended, in µs since the bench's origin.
+    window_us: (u64, u64),
     elapsed: Duration,
     cpu: Cpu,
     /// Response body bytes received.
@@ -259,6 +275,7 @@ where
     let make = Arc::new(make);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let started_us = micros_since(origin);
     let cpu_started = Cpu::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -305,6 +322,7 @@ where
     latencies_us.sort_unstable();
     Phase {
         name,
+        window_us: (started_us, micros_since(origin)),
         elapsed: started.elapsed(),
         cpu: Cpu::now().since(cpu_started),
         body_bytes,
@@ -360,15 +378,13 @@ fn main() {
         assert_eq!(status, 201, "namespace");
         let started_kib = rss_kib();
         let origin = Instant::now();
-        let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
         let received = Arc::new(AtomicU64::new(0));
         let handle = Arc::new(handle);
         let mut watch_tasks = Vec::new();
         for _ in 0..watchers {
             let handle = handle.clone();
-            let latencies = latencies.clone();
             let received = received.clone();
-            watch_tasks.push(tokio::spawn(async move { watcher(&handle, origin, latencies, received).await }));
+            watch_tasks.push(tokio::spawn(async move { watcher(&handle, origin, received).await }));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         println!("ironlb-apiserver bench: {objects} Services, {watchers} watchers, {clients} client connections, {} CPUs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -381,7 +397,6 @@ fn main() {
         })
         .await;
         report(&create, objects);
-        let create_deliveries = { std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner())) };
 
         let patch = run_phase("patch-status", &handle, objects, clients, origin, None, |index, now_us| {
             let body = format!(
@@ -396,24 +411,6 @@ fn main() {
         let get = run_phase("get", &handle, objects, clients, origin, None, |index, _| ("GET", format!("/api/v1/namespaces/bench/services/svc-{index}"), "application/json", Vec::new())).await;
         report(&get, objects);
 
-        // Let the watchers drain, then summarise delivery latency.
-        let expected = u64::try_from(objects * 2 * watchers).unwrap_or(u64::MAX);
-        let drain_started = Instant::now();
-        while received.load(Ordering::Relaxed) < expected && drain_started.elapsed() < Duration::from_secs(60) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut patch_deliveries = { std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner())) };
-        let mut all = create_deliveries;
-        all.append(&mut patch_deliveries);
-        all.sort_unstable();
-        println!(
-            "watch delivery, create + patch-status as fast as possible ({} events to {} watchers): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-            received.load(Ordering::Relaxed),
-            watchers,
-            percentile(&all, 0.50) as f64 / 1000.0,
-            percentile(&all, 0.99) as f64 / 1000.0,
-            all.last().copied().unwrap_or(0) as f64 / 1000.0
-        );
         let writes = (2 * objects) as f64 / (create.elapsed + patch.elapsed).as_secs_f64();
         let write_cpu_us = (create.cpu.process_s + patch.cpu.process_s) * 1e6 / (2 * objects) as f64;
         let server_cpu_us = (create.cpu.server_s + patch.cpu.server_s) * 1e6 / (2 * objects) as f64;
@@ -422,8 +419,6 @@ fn main() {
             "writes overall: {writes:.0} /s (create + patch-status) with the clients and the {watchers} watch readers on the same cores; CPU per write {write_cpu_us:.0} µs in all, {server_cpu_us:.0} µs in the server (delivery to {watchers} watchers included), i.e. {:.0} writes/s if the server had the {cores} cores to itself",
             cores * 1e6 / server_cpu_us.max(1.0)
         );
-
-        drop(all);
 
         let paced = run_phase("patch-paced", &handle, objects, clients, origin, Some(rate), |index, now_us| {
             let body = format!(
@@ -434,28 +429,24 @@ fn main() {
         })
         .await;
         report(&paced, objects);
+        // Let the watchers drain, end their streams, and sort the deliveries by sending phase.
         let expected = u64::try_from(objects * 3 * watchers).unwrap_or(u64::MAX);
         let drain_started = Instant::now();
         while received.load(Ordering::Relaxed) < expected && drain_started.elapsed() < Duration::from_secs(60) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let mut paced_deliveries = { std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner())) };
-        paced_deliveries.sort_unstable();
-        println!(
-            "watch delivery at {rate:.0} writes/s, paced ({} events to {} watchers): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-            paced_deliveries.len(),
-            watchers,
-            percentile(&paced_deliveries, 0.50) as f64 / 1000.0,
-            percentile(&paced_deliveries, 0.99) as f64 / 1000.0,
-            paced_deliveries.last().copied().unwrap_or(0) as f64 / 1000.0
-        );
-        drop(paced_deliveries);
-
         handle.close_watches();
-        // Closed watches end their chunked bodies but the connections stay open: stop readers.
+        let mut deliveries = Vec::new();
         for task in watch_tasks {
-            task.abort();
+            match tokio::time::timeout(Duration::from_secs(10), task).await {
+                Ok(Ok(mut watched)) => deliveries.append(&mut watched),
+                _ => println!("a watcher did not end its stream within 10 s; its deliveries are left out"),
+            }
         }
+        let unpaced = delivered_within(&deliveries, (create.window_us.0, patch.window_us.1));
+        print_delivery("create + patch-status as fast as possible", watchers, &unpaced);
+        print_delivery(&format!("patch-status paced at {rate:.0} writes/s"), watchers, &delivered_within(&deliveries, paced.window_us));
+        drop((deliveries, unpaced));
         handle.compact();
         tokio::time::sleep(Duration::from_millis(300)).await;
         let loaded_kib = rss_kib();
