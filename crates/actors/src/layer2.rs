@@ -88,12 +88,14 @@ pub fn partition_winner(
     };
     let my_alive = alive(members);
     let mine = rank(me, my_alive);
-    let speakers = members
-        .keys()
-        .chain(snapshot.speaker_leases.keys())
-        .collect::<BTreeSet<_>>()
-        .len();
+    // Counted only for a candidate (rare): the speakers known from gossip or from Leases.
     let disjoint = |theirs: u32| {
+        let speakers = members.len()
+            + snapshot
+                .speaker_leases
+                .keys()
+                .filter(|node| !members.contains_key(*node))
+                .count();
         usize::try_from(theirs.saturating_add(my_alive)).is_ok_and(|sum| sum <= speakers)
     };
     owners
